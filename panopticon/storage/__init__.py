@@ -1,0 +1,7 @@
+"""The one door to the search engine (Elasticsearch or OpenSearch). Nothing else imports their clients."""
+
+from panopticon.storage.engines import EngineInfo
+from panopticon.storage.store import BulkItem, SearchStore, iter_hits, open_store
+from panopticon.storage.templates import LOGS, METRICS, STATE, TRACES
+
+__all__ = ["BulkItem", "EngineInfo", "LOGS", "METRICS", "STATE", "SearchStore", "TRACES", "iter_hits", "open_store"]

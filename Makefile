@@ -1,0 +1,58 @@
+# Two commands matter: `make run` (the whole system with sample traffic) and `make test`.
+# Everything else is a step they use. Each target installs what it needs on a fresh machine.
+
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The local stack's addresses; override to use services you already run.
+export ELASTICSEARCH_NODE ?= http://127.0.0.1:9200
+export KAFKA_BROKERS ?= 127.0.0.1:9092
+export REDIS_HOST ?= 127.0.0.1
+
+.PHONY: run test test-unit test-integration test-faults bench stack-up stack-down stack-status lint env-example venv clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+stack-up:
+	bash infra/stack.sh up
+
+stack-down:
+	bash infra/stack.sh down
+
+stack-status:
+	bash infra/stack.sh status
+
+# The Procfile plus one process that keeps sample traffic flowing, so a new user sees data.
+run: venv stack-up
+	@mkdir -p .stack
+	@{ cat Procfile; echo 'sample: flask send-sample --count 200 --rate 200 --forever'; } > .stack/Procfile.run
+	@echo "API      http://127.0.0.1:$${API_PORT:-3001}/healthz  (docs: /docs, OpenAPI: /openapi.json)"
+	@echo "Flower   http://127.0.0.1:$${FLOWER_PORT:-5555}/"
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f .stack/Procfile.run -d .
+
+test: venv stack-up
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration
+
+test-unit: venv
+	$(BIN)/pytest -p no:cacheprovider tests/unit
+
+test-integration: venv stack-up
+	$(BIN)/pytest -p no:cacheprovider tests/integration
+
+lint: venv
+	$(BIN)/ruff check panopticon tests celeryconfig.py wsgi.py
+
+env-example: venv
+	$(BIN)/python -m panopticon.settings --example > .env.example
+
+clean:
+	rm -rf $(VENV) .pytest_cache

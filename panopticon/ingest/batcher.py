@@ -1,0 +1,162 @@
+"""Group raw Kafka messages into batches, one open batch per stream.
+
+Pure logic: no Kafka, no Celery, and the clock is injected so tests can move time by hand.
+A batch closes when it reaches ``max_count`` messages, ``max_bytes`` bytes of message values,
+or ``max_age_s`` seconds since its first message. Batches of one stream are closed in the order
+their messages arrived, so the offsets of a partition are handed off in increasing order, which
+is what the offset tracker relies on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One raw Kafka message, kept as bytes: decoding is the worker's job, not the bridge's."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+@dataclass(slots=True)
+class Batch:
+    """Messages of one stream that travel together in a single ``bulk_index`` task."""
+
+    stream: str
+    messages: list[Message]
+    size_bytes: int
+    opened_at: float  # clock() when the first message arrived; the age trigger counts from here
+
+    def offset_ranges(self) -> dict[TopicPartition, tuple[int, int]]:
+        """(topic, partition) -> (first, last) offset in this batch, for the offset tracker."""
+        ranges: dict[TopicPartition, tuple[int, int]] = {}
+        for message in self.messages:
+            tp = (message.topic, message.partition)
+            first, last = ranges.get(tp, (message.offset, message.offset))
+            ranges[tp] = (min(first, message.offset), max(last, message.offset))
+        return ranges
+
+
+class Batcher:
+    """One open batch per stream; closes it on count, bytes or age.
+
+    Size is measured as ``len(message.value)``: it is what the worker sends to the index,
+    and keys/headers are not forwarded.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_count: int,
+        max_bytes: int,
+        max_age_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_count < 1:
+            raise ValueError("max_count must be at least 1")
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        if max_age_s < 0:
+            raise ValueError("max_age_s must not be negative")
+        self._max_count = max_count
+        self._max_bytes = max_bytes
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._open: dict[str, Batch] = {}
+
+    @property
+    def buffered_count(self) -> int:
+        """Messages held in open batches (not yet handed off)."""
+        return sum(len(batch.messages) for batch in self._open.values())
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Value bytes held in open batches, for back-pressure decisions."""
+        return sum(batch.size_bytes for batch in self._open.values())
+
+    def add(self, stream: str, message: Message) -> Batch | None:
+        """Buffer ``message``; return a batch if one closed because of it.
+
+        If the message would push the open batch over ``max_bytes``, that batch closes first and
+        the message starts a new one. Only one batch can be returned per call: when that new
+        batch is itself already full (an oversize message, or ``max_count == 1``), it stays open
+        as a full batch and ``due()`` returns it at once (``next_deadline()`` reports it as due
+        now). Returning the older batch first keeps each partition's offsets in order.
+        """
+        size = len(message.value)
+        current = self._open.get(stream)
+        if current is not None and (self._is_full(current) or current.size_bytes + size > self._max_bytes):
+            closed = self._open.pop(stream)
+            self._append(stream, message, size)
+            return closed
+        batch = self._append(stream, message, size)
+        if self._is_full(batch):
+            return self._open.pop(stream)
+        return None
+
+    def due(self) -> list[Batch]:
+        """Close and return batches that are old enough, or full but not yet returned."""
+        now = self._clock()
+        ready = [
+            stream
+            for stream, batch in self._open.items()
+            if self._is_full(batch) or now - batch.opened_at >= self._max_age_s
+        ]
+        return self._close(ready)
+
+    def flush_all(self) -> list[Batch]:
+        """Close every open batch, oldest first (shutdown, or before giving up partitions)."""
+        return self._close(list(self._open))
+
+    def drop_partitions(self, partitions: set[TopicPartition]) -> None:
+        """Forget buffered messages of revoked partitions: their new owner will read them again.
+
+        A batch keeps its ``opened_at`` even if its first message was dropped, so it may close a
+        little early; that is harmless, whereas holding messages too long is not.
+        """
+        for stream, batch in list(self._open.items()):
+            kept = [m for m in batch.messages if (m.topic, m.partition) not in partitions]
+            if not kept:
+                del self._open[stream]
+                continue
+            batch.messages = kept
+            batch.size_bytes = sum(len(m.value) for m in kept)
+
+    def next_deadline(self) -> float | None:
+        """Earliest clock time at which ``due()`` returns something; None if nothing is buffered.
+
+        The consumer uses it to choose its poll timeout; a value at or before ``clock()`` means
+        "call ``due()`` now".
+        """
+        deadlines = [self._deadline(batch) for batch in self._open.values()]
+        return min(deadlines, default=None)
+
+    def _append(self, stream: str, message: Message, size: int) -> Batch:
+        batch = self._open.get(stream)
+        if batch is None:
+            batch = Batch(stream=stream, messages=[], size_bytes=0, opened_at=self._clock())
+            self._open[stream] = batch
+        batch.messages.append(message)
+        batch.size_bytes += size
+        return batch
+
+    def _is_full(self, batch: Batch) -> bool:
+        return len(batch.messages) >= self._max_count or batch.size_bytes >= self._max_bytes
+
+    def _deadline(self, batch: Batch) -> float:
+        if self._is_full(batch):
+            return batch.opened_at
+        return batch.opened_at + self._max_age_s
+
+    def _close(self, streams: list[str]) -> list[Batch]:
+        closed = [self._open.pop(stream) for stream in streams]
+        closed.sort(key=lambda batch: batch.opened_at)
+        return closed

@@ -1,0 +1,105 @@
+"""The one place that turns settings into confluent-kafka configuration, and creates topics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from panopticon.exceptions import ConfigError
+from panopticon.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _msk_iam_token_callback(region: str):
+    """OAUTHBEARER token for Amazon MSK IAM, from the AWS signer library (optional dependency)."""
+    try:
+        from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
+    except ImportError as exc:
+        raise ConfigError("KAFKA_AWS_REGION: install aws-msk-iam-sasl-signer-python for MSK IAM") from exc
+
+    def token(_config: str) -> tuple[str, float]:
+        value, expiry_ms = MSKAuthTokenProvider.generate_auth_token(region)
+        return value, expiry_ms / 1000
+
+    return token
+
+
+def common_config(settings: Settings) -> dict[str, Any]:
+    """Bootstrap, client id and security, shared by consumers, producers and the admin client."""
+    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap, "client.id": settings.kafka_client_id}
+    mechanism = settings.kafka_sasl_mechanism
+    if settings.kafka_aws_region and mechanism in (None, "OAUTHBEARER", "AWS-MSK-IAM"):
+        mechanism = "AWS-MSK-IAM"
+    if mechanism:
+        config["security.protocol"] = "SASL_SSL" if settings.kafka_ssl else "SASL_PLAINTEXT"
+    elif settings.kafka_ssl:
+        config["security.protocol"] = "SSL"
+    if settings.kafka_ssl:
+        config["ssl.endpoint.identification.algorithm"] = "https"
+        if settings.kafka_ssl_ca_file:
+            config["ssl.ca.location"] = settings.kafka_ssl_ca_file
+    if mechanism == "AWS-MSK-IAM":
+        if not settings.kafka_aws_region:
+            raise ConfigError("KAFKA_AWS_REGION: required for AWS-MSK-IAM")
+        config["sasl.mechanism"] = "OAUTHBEARER"
+        config["oauth_cb"] = _msk_iam_token_callback(settings.kafka_aws_region)
+    elif mechanism:
+        if not settings.kafka_sasl_username:
+            raise ConfigError(f"KAFKA_SASL_USERNAME: required for {mechanism}")
+        config["sasl.mechanism"] = mechanism
+        config["sasl.username"] = settings.kafka_sasl_username
+        config["sasl.password"] = settings.kafka_sasl_password or ""
+    return config
+
+
+def consumer_config(settings: Settings, group: str | None = None) -> dict[str, Any]:
+    return {
+        **common_config(settings),
+        "group.id": group or settings.kafka_consumer_group,
+        # A new group starts at the beginning, so nothing produced before the first start is skipped.
+        "auto.offset.reset": "earliest",
+        # Offsets are committed by hand, only after the data is stored.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        # Bounds the memory of messages fetched ahead while the bridge is paused.
+        "queued.max.messages.kbytes": 32768,
+        "fetch.max.bytes": 16 * 1024 * 1024,
+        "session.timeout.ms": 30000,
+        "max.poll.interval.ms": 300000,
+    }
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    return {
+        **common_config(settings),
+        # Idempotent + acks=all: a retried send is written once, and only acknowledged when replicated.
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "message.max.bytes": max(settings.max_message_bytes * 2, 1_048_576),
+    }
+
+
+def ensure_topics(settings: Settings, topics: list[str], timeout: float = 30.0) -> None:
+    """Create the topics that are missing (existing ones are left as they are)."""
+    admin = AdminClient(common_config(settings))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [t for t in topics if t not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=settings.kafka_topic_partitions, replication_factor=-1) for t in missing],
+        operation_timeout=timeout,
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout)
+            log.info("created topic %s (%d partitions)", topic, settings.kafka_topic_partitions)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise

@@ -1,0 +1,149 @@
+"""`bulk_index`: one batch of raw Kafka messages -> validated documents -> one data stream.
+
+The task is thin; `index_batch` does the work and is what the tests call. A batch succeeds only
+when every valid document is stored (created now, or 409 = stored by an earlier attempt), every
+invalid one is in the dead-letter topic, and every ERROR/FATAL log is on the error topic. Anything
+transient that outlasts the retries fails the task, and the bridge hands the batch off again;
+deterministic ids make that replay harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+
+import orjson
+from celery import current_app, shared_task
+
+from panopticon.exceptions import EngineUnavailable
+from panopticon.processing.outbox import DeadLetter, Outbox
+from panopticon.processing.schemas import Decoded, Rejected, is_error_level
+from panopticon.settings import Settings
+from panopticon.storage import BulkItem, SearchStore, open_store
+from panopticon.streams import streams
+
+log = logging.getLogger(__name__)
+
+Record = tuple[int, int, bytes]  # partition, offset, raw value
+
+
+@dataclass
+class BatchOutcome:
+    created: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    retried: int = 0
+    errors_forwarded: int = 0
+    rejected_ids: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"created": self.created, "duplicates": self.duplicates, "dead_lettered": self.dead_lettered,
+                "retried": self.retried, "errors_forwarded": self.errors_forwarded}
+
+
+def index_batch(
+    store: SearchStore,
+    outbox: Outbox,
+    stream_name: str,
+    topic: str,
+    records: Sequence[Record],
+    *,
+    max_retries: int,
+    max_message_bytes: int,
+    now_ms: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BatchOutcome:
+    stream = streams(store.settings)[stream_name]
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    outcome = BatchOutcome()
+    valid: dict[str, Decoded] = {}
+    sources: dict[str, Record] = {}
+    for record in records:
+        partition, offset, raw = record
+        result = stream.decode(raw, topic=topic, partition=partition, offset=offset, now_ms=now_ms,
+                               max_bytes=max_message_bytes)
+        if isinstance(result, Rejected):
+            _dead_letter(outbox, outcome, topic, record, result.reason)
+        else:
+            # A producer that sends one id twice in a batch: keep the first, as the engine would.
+            valid.setdefault(result.doc_id, result)
+            sources.setdefault(result.doc_id, record)
+
+    pending = [(doc_id, orjson.dumps(d.document)) for doc_id, d in valid.items()]
+    for attempt in range(max_retries + 1):
+        if not pending:
+            break
+        if attempt:
+            outcome.retried += len(pending)
+            sleep(_backoff(attempt))
+        pending = _store_once(store, stream.data_stream, pending, outcome, outbox, topic, sources)
+    if pending:
+        raise EngineUnavailable(f"{len(pending)} documents still refused after {max_retries} retries")
+
+    if stream_name == "logs":
+        for doc_id, decoded in valid.items():
+            if is_error_level(decoded.document) and doc_id not in outcome.rejected_ids:
+                outbox.error_log(doc_id, decoded.document)
+                outcome.errors_forwarded += 1
+    outbox.flush()
+    return outcome
+
+
+def _store_once(store: SearchStore, data_stream: str, pending: list[tuple[str, bytes]], outcome: BatchOutcome,
+                outbox: Outbox, topic: str, sources: dict[str, Record]) -> list[tuple[str, bytes]]:
+    """One bulk attempt; returns what must be tried again."""
+    try:
+        items = store.create_many(data_stream, pending)
+    except EngineUnavailable as exc:
+        log.warning("bulk request failed, will retry: %s", exc)
+        return pending
+    again = []
+    for (doc_id, body), item in zip(pending, items, strict=True):
+        if item.status == 409:
+            outcome.duplicates += 1
+        elif item.stored:
+            outcome.created += 1
+        elif item.transient:
+            again.append((doc_id, body))
+        else:
+            outcome.rejected_ids.add(doc_id)
+            _dead_letter(outbox, outcome, topic, sources[doc_id], _engine_reason(item))
+    return again
+
+
+def _dead_letter(outbox: Outbox, outcome: BatchOutcome, topic: str, record: Record, reason: str) -> None:
+    partition, offset, raw = record
+    outbox.dead_letter(DeadLetter(topic, partition, offset, raw, reason))
+    outcome.dead_lettered += 1
+
+
+def _engine_reason(item: BulkItem) -> str:
+    return f"rejected by the search engine ({item.status} {item.error_type}): {item.reason}"
+
+
+def _backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
+    """Exponential backoff with full jitter, so retrying workers do not stampede together."""
+    return random.uniform(0, min(cap, base * 2 ** attempt))
+
+
+# --- the Celery task ------------------------------------------------------------------------------
+@cache
+def _resources() -> tuple[Settings, SearchStore, Outbox]:
+    """Per worker process: one store (connection pool) and one producer, built on first task."""
+    settings: Settings = current_app.conf.panopticon_settings
+    store = open_store(settings, setup=True)
+    return settings, store, Outbox(settings)
+
+
+@shared_task(name="bulk_index", acks_late=True)
+def bulk_index(stream: str, topic: str, records: list[list]) -> dict[str, int]:
+    settings, store, outbox = _resources()
+    outcome = index_batch(
+        store, outbox, stream, topic, [(int(p), int(o), bytes(v)) for p, o, v in records],
+        max_retries=settings.bulk_max_retries, max_message_bytes=settings.max_message_bytes,
+    )
+    return outcome.as_dict()

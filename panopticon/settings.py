@@ -1,0 +1,424 @@
+"""Configuration: read once from the environment and `.env` / `.env.local`, validated, passed in.
+
+Every variable Panopticon reads is a field of `Settings`; its metadata holds the environment name,
+the parser and the documentation line. `.env.example` and OPERATIONS.md are checked against this
+table by the test suite, so the documentation cannot drift from the code. No other module reads
+`os.environ`.
+
+Precedence (highest first): the process environment, `.env.local`, `.env`, the default.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from dotenv import dotenv_values
+
+from panopticon.exceptions import ConfigError
+
+Parser = Callable[[str], Any]
+
+
+def _int(minimum: int | None = None, maximum: int | None = None) -> Parser:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer, got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"must be at most {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+def _float(minimum: float | None = None, maximum: float | None = None) -> Parser:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw!r}") from None
+        if value != value or (minimum is not None and value < minimum):
+            raise ValueError(f"must be a number of at least {minimum}, got {raw!r}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"must be at most {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _str(raw: str) -> str:
+    return raw.strip()
+
+
+def _optional_str(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _choice(*allowed: str) -> Parser:
+    def parse(raw: str) -> str:
+        word = raw.strip().lower()
+        if word not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {raw!r}")
+        return word
+
+    return parse
+
+
+def _sasl_mechanism(raw: str) -> str | None:
+    word = raw.strip().upper().replace("_", "-")
+    allowed = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS-MSK-IAM")
+    if not word:
+        return None
+    if word not in allowed:
+        raise ValueError(f"expected one of {', '.join(allowed)}, got {raw!r}")
+    return word
+
+
+def _path(raw: str) -> str | None:
+    value = raw.strip()
+    if value and not Path(value).is_file():
+        raise ValueError(f"file not found: {value}")
+    return value or None
+
+
+def _url_path(raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith("/"):
+        raise ValueError(f"must start with '/', got {raw!r}")
+    return value
+
+
+def var(env: str, parse: Parser, default: str, doc: str, *, secret: bool = False, group: str = "") -> Any:
+    """A settings field bound to one environment variable; `default` is given as the raw text."""
+    return field(
+        default=None,
+        metadata={"env": env, "parse": parse, "default": default, "doc": doc, "secret": secret, "group": group},
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- search engine ----------------------------------------------------------------------------
+    elasticsearch_node: str = var(
+        "ELASTICSEARCH_NODE", _str, "http://127.0.0.1:9200",
+        "URL of the Elasticsearch or OpenSearch node (comma-separate several).", group="Search engine")
+    search_engine: str = var(
+        "SEARCH_ENGINE", _choice("auto", "elasticsearch", "opensearch"), "auto",
+        "Which client to use; 'auto' asks the node once at start-up.", group="Search engine")
+    opensearch_username: str | None = var(
+        "OPENSEARCH_USERNAME", _optional_str, "", "Basic-auth user for the search engine.", group="Search engine")
+    opensearch_password: str | None = var(
+        "OPENSEARCH_PASSWORD", _optional_str, "", "Basic-auth password for the search engine.",
+        secret=True, group="Search engine")
+    opensearch_reject_unauthorized: bool = var(
+        "OPENSEARCH_REJECT_UNAUTHORIZED", _bool, "true",
+        "Verify the engine's TLS certificate (false accepts any certificate).", group="Search engine")
+    search_ca_file: str | None = var(
+        "SEARCH_CA_FILE", _path, "", "CA bundle used to verify the engine's TLS certificate.", group="Search engine")
+    use_ism: bool = var(
+        "USE_ISM", _bool, "false",
+        "Apply retention with OpenSearch ISM (Elasticsearch always uses ILM).", group="Search engine")
+    search_timeout_seconds: float = var(
+        "SEARCH_TIMEOUT_SECONDS", _float(0.1), "30", "Timeout of one request to the engine.", group="Search engine")
+    index_prefix: str = var(
+        "INDEX_PREFIX", _str, "",
+        "Prefix of every data stream and template name (isolates deployments and tests).", group="Search engine")
+    logs_retention_days: int = var(
+        "LOGS_RETENTION_DAYS", _int(1), "7", "Days `logs-apm` keeps data (ILM/ISM).", group="Search engine")
+    traces_retention_days: int = var(
+        "TRACES_RETENTION_DAYS", _int(1), "7", "Days `traces-apm` keeps data (ILM/ISM).", group="Search engine")
+    metrics_retention_days: int = var(
+        "METRICS_RETENTION_DAYS", _int(1), "90", "Days `metrics-apm` keeps rollups.", group="Search engine")
+
+    # --- kafka --------------------------------------------------------------------------------------
+    kafka_brokers: str = var(
+        "KAFKA_BROKERS", _str, "", "Kafka bootstrap servers, comma separated.", group="Kafka")
+    kafka_brokers_local: str = var(
+        "KAFKA_BROKERS_LOCAL", _str, "127.0.0.1:9092",
+        "Bootstrap servers used when KAFKA_BROKERS is empty (the local stack).", group="Kafka")
+    kafka_ssl: bool = var("KAFKA_SSL", _bool, "false", "Connect to Kafka over TLS.", group="Kafka")
+    kafka_ssl_ca_file: str | None = var(
+        "KAFKA_SSL_CA_FILE", _path, "", "CA bundle that signs the brokers' certificates.", group="Kafka")
+    kafka_sasl_mechanism: str | None = var(
+        "KAFKA_SASL_MECHANISM", _sasl_mechanism, "",
+        "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS-MSK-IAM; empty for none.", group="Kafka")
+    kafka_sasl_username: str | None = var(
+        "KAFKA_SASL_USERNAME", _optional_str, "", "SASL user name.", group="Kafka")
+    kafka_sasl_password: str | None = var(
+        "KAFKA_SASL_PASSWORD", _optional_str, "", "SASL password.", secret=True, group="Kafka")
+    kafka_aws_region: str | None = var(
+        "KAFKA_AWS_REGION", _optional_str, "", "AWS region for MSK IAM authentication.", group="Kafka")
+    kafka_client_id: str = var("KAFKA_CLIENT_ID", _str, "panopticon", "Kafka client id.", group="Kafka")
+    kafka_consumer_group: str = var(
+        "KAFKA_CONSUMER_GROUP", _str, "panopticon-bridge", "Consumer group of the bridge.", group="Kafka")
+    kafka_topic_partitions: int = var(
+        "KAFKA_TOPIC_PARTITIONS", _int(1, 1024), "3",
+        "Partitions of the topics the bridge creates when they are missing.", group="Kafka")
+    kafka_apm_log_topic: str = var("KAFKA_APM_LOG_TOPIC", _str, "apm.logs", "Topic of log messages.", group="Kafka")
+    kafka_apm_span_topic: str = var(
+        "KAFKA_APM_SPAN_TOPIC", _str, "apm.spans", "Topic of span messages.", group="Kafka")
+    kafka_apm_log_error_topic: str = var(
+        "KAFKA_APM_LOG_ERROR_TOPIC", _str, "apm.logs.error", "Topic ERROR/FATAL logs are copied to.", group="Kafka")
+    kafka_apm_dlq_topic: str = var(
+        "KAFKA_APM_DLQ_TOPIC", _str, "apm.dlq", "Dead-letter topic for messages that cannot be stored.",
+        group="Kafka")
+
+    # --- redis and celery ---------------------------------------------------------------------------
+    redis_host: str | None = var(
+        "REDIS_HOST", _optional_str, "",
+        "Redis host for the query cache and error pub/sub; empty turns the cache off.", group="Redis and Celery")
+    redis_port: int = var("REDIS_PORT", _int(1, 65535), "6379", "Redis port.", group="Redis and Celery")
+    redis_password: str | None = var(
+        "REDIS_PASSWORD", _optional_str, "", "Redis password.", secret=True, group="Redis and Celery")
+    redis_db: int = var("REDIS_DB", _int(0, 15), "0", "Redis database of the cache and pub/sub.",
+                        group="Redis and Celery")
+    celery_broker_url: str = var(
+        "CELERY_BROKER_URL", _str, "",
+        "Celery broker; empty means Redis at REDIS_HOST (or 127.0.0.1) database 1.", secret=True,
+        group="Redis and Celery")
+    celery_result_backend: str = var(
+        "CELERY_RESULT_BACKEND", _str, "",
+        "Celery result backend; empty means Redis at REDIS_HOST (or 127.0.0.1) database 2.", secret=True,
+        group="Redis and Celery")
+    celery_queue: str = var(
+        "CELERY_QUEUE", _str, "panopticon", "Queue the bridge sends bulk_index tasks to.", group="Redis and Celery")
+    metrics_cache_prefix: str = var(
+        "METRICS_CACHE_PREFIX", _str, "panopticon:metrics:", "Key prefix of cached query answers.",
+        group="Redis and Celery")
+    metrics_cache_ttl_seconds: int = var(
+        "METRICS_CACHE_TTL_SECONDS", _int(0), "30", "Lifetime of a cached metrics answer.", group="Redis and Celery")
+    error_channel: str = var(
+        "ERROR_LOG_CHANNEL", _str, "panopticon:error-logs",
+        "Redis pub/sub channel the relay publishes error logs to.", group="Redis and Celery")
+
+    # --- ingest -------------------------------------------------------------------------------------
+    bulk_batch_size: int = var(
+        "BULK_BATCH_SIZE", _int(1, 100_000), "2000", "Messages per bulk_index batch (count trigger).",
+        group="Ingest")
+    bulk_batch_bytes_mb: float = var(
+        "BULK_BATCH_BYTES_MB", _float(0.001, 100), "5", "Megabytes per batch (size trigger).", group="Ingest")
+    bulk_flush_interval_ms: int = var(
+        "BULK_FLUSH_INTERVAL_MS", _int(1, 600_000), "500", "Oldest message age that closes a batch (timer trigger).",
+        group="Ingest")
+    bulk_max_parallel_flushes: int = var(
+        "BULK_MAX_PARALLEL_FLUSHES", _int(1, 1000), "4",
+        "Batches in flight at once; at the limit the bridge pauses its partitions.", group="Ingest")
+    bulk_task_timeout_seconds: float = var(
+        "BULK_TASK_TIMEOUT_SECONDS", _float(1), "120",
+        "A batch not confirmed within this time is handed off again.", group="Ingest")
+    bulk_max_retries: int = var(
+        "BULK_MAX_RETRIES", _int(0, 100), "5", "Retries of 429/5xx bulk items inside one task.", group="Ingest")
+    max_message_bytes: int = var(
+        "MAX_MESSAGE_BYTES", _int(1), "1048576", "Larger messages go to the dead-letter topic.", group="Ingest")
+    dlq_max_ratio: float = var(
+        "DLQ_MAX_RATIO", _float(0, 1), "0.5",
+        "Share of dead-lettered messages in the window that stops the pipeline loudly.", group="Ingest")
+    dlq_window: int = var(
+        "DLQ_WINDOW", _int(1), "1000", "Messages in the dead-letter ratio window.", group="Ingest")
+    stream_throughput_enabled: bool = var(
+        "STREAM_THROUGHPUT_ENABLED", _bool, "true", "Log the bridge's throughput periodically.", group="Ingest")
+    stream_throughput_interval_seconds: float = var(
+        "STREAM_THROUGHPUT_INTERVAL_SECONDS", _float(0.1), "10", "Seconds between throughput log lines.",
+        group="Ingest")
+
+    # --- rollup -------------------------------------------------------------------------------------
+    rollup_enabled: bool = var(
+        "ROLLUP_ENABLED", _bool, "true", "Roll spans up into metrics-apm and read rollups for old ranges.",
+        group="Rollup")
+    rollup_threshold_minutes: int = var(
+        "ROLLUP_THRESHOLD_MINUTES", _int(1), "60",
+        "Data older than this is read from rollups; newer from raw spans.", group="Rollup")
+    rollup_bucket_minutes: int = var(
+        "ROLLUP_BUCKET_MINUTES", _int(1, 60), "1", "Width of a rollup window in minutes.", group="Rollup")
+    rollup_cache_ttl_seconds: int = var(
+        "ROLLUP_CACHE_TTL_SECONDS", _int(0), "300", "Lifetime of a cached answer read only from rollups.",
+        group="Rollup")
+    rollup_grace_seconds: int = var(
+        "ROLLUP_GRACE_SECONDS", _int(0), "30", "A window is rolled up this long after it closes.", group="Rollup")
+    rollup_reroll_minutes: int = var(
+        "ROLLUP_REROLL_MINUTES", _int(0), "10", "Recent windows rolled up again on each run (late data).",
+        group="Rollup")
+    rollup_lookback_hours: int = var(
+        "ROLLUP_LOOKBACK_HOURS", _int(1), "24", "Furthest back catch-up goes after an outage.", group="Rollup")
+
+    # --- http api and websocket ---------------------------------------------------------------------
+    api_port: int = var("API_PORT", _int(1, 65535), "3001", "Port of the HTTP API (`web`).", group="API")
+    ws_port: int = var("WS_PORT", _int(1, 65535), "3010", "Port of the WebSocket server (`ws`).", group="API")
+    ws_path: str = var("WS_PATH", _url_path, "/ws/error-logs", "Path of the error-log WebSocket.", group="API")
+    api_auth_tokens: tuple[str, ...] = var(
+        "API_AUTH_TOKENS", _csv, "", "Bearer tokens, comma separated; empty turns auth off.", secret=True,
+        group="API")
+    cors_origins: tuple[str, ...] = var(
+        "CORS_ORIGINS", _csv, "", "Origins allowed to call the API from a browser; '*' for any.", group="API")
+    ws_allowed_origins: tuple[str, ...] = var(
+        "WS_ALLOWED_ORIGINS", _csv, "",
+        "Origins allowed to open the WebSocket; empty allows any.", group="API")
+    query_max_range_days: int = var(
+        "QUERY_MAX_RANGE_DAYS", _int(1), "31", "Longest time range one query may cover.", group="API")
+    query_max_page_size: int = var(
+        "QUERY_MAX_PAGE_SIZE", _int(1, 10_000), "500", "Largest page a search may ask for.", group="API")
+    query_max_buckets: int = var(
+        "QUERY_MAX_BUCKETS", _int(1, 100_000), "1440", "Most time buckets in one metrics answer.", group="API")
+    query_timeout_seconds: float = var(
+        "QUERY_TIMEOUT_SECONDS", _float(0.1), "10", "Timeout carried by every search.", group="API")
+
+    # --- operations ---------------------------------------------------------------------------------
+    flower_port: int = var("FLOWER_PORT", _int(1, 65535), "5555", "Port of Flower.", group="Operations")
+    flower_basic_auth: str | None = var(
+        "FLOWER_BASIC_AUTH", _optional_str, "", "user:password for Flower; empty for none.", secret=True,
+        group="Operations")
+    log_level: str = var(
+        "LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "Log level of every process.",
+        group="Operations")
+    log_format: str = var("LOG_FORMAT", _choice("text", "json"), "text", "text or json (one object a line).",
+                          group="Operations")
+
+    # --- derived values -----------------------------------------------------------------------------
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka_brokers or self.kafka_brokers_local
+
+    @property
+    def search_nodes(self) -> list[str]:
+        return [node.strip() for node in self.elasticsearch_node.split(",") if node.strip()]
+
+    def redis_url(self, db: int | None = None) -> str:
+        host = self.redis_host or "127.0.0.1"
+        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        return f"redis://{auth}{host}:{self.redis_port}/{self.redis_db if db is None else db}"
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url(1)
+
+    @property
+    def result_backend(self) -> str:
+        return self.celery_result_backend or self.redis_url(2)
+
+    @property
+    def cache_enabled(self) -> bool:
+        return self.redis_host is not None
+
+    def data_stream(self, name: str) -> str:
+        """`logs-apm`, `traces-apm`, `metrics-apm`, ... with this deployment's prefix."""
+        return f"{self.index_prefix}{name}"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed (tests and the CLI use it)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def settings_fields() -> list[Any]:
+    """The table of variables, in declaration order."""
+    return [f for f in fields(Settings) if "env" in f.metadata]
+
+
+def read_sources(environ: Mapping[str, str] | None = None, root: Path | None = None) -> dict[str, str]:
+    """Merge `.env`, `.env.local` and the environment, later sources winning."""
+    root = root or Path.cwd()
+    merged: dict[str, str] = {}
+    for name in (".env", ".env.local"):
+        path = root / name
+        if path.is_file():
+            merged.update({k: v or "" for k, v in dotenv_values(path).items()})
+    merged.update(os.environ if environ is None else environ)
+    return merged
+
+
+def load_settings(environ: Mapping[str, str] | None = None, root: Path | None = None) -> Settings:
+    """Parse every variable; the first bad one raises ConfigError naming it."""
+    sources = read_sources(environ, root)
+    values: dict[str, Any] = {}
+    for f in settings_fields():
+        env = f.metadata["env"]
+        raw = sources.get(env, f.metadata["default"])
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as exc:
+            raise ConfigError(f"{env}: {exc}") from None
+    return Settings(**values)
+
+
+def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
+    """For process entry points: a bad value stops start-up with one line naming the variable."""
+    try:
+        return load_settings(environ)
+    except ConfigError as exc:
+        print(f"panopticon: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Values safe to log: secrets replaced by '***'."""
+    out: dict[str, Any] = {}
+    for f in settings_fields():
+        value = getattr(settings, f.name)
+        out[f.metadata["env"]] = "***" if f.metadata["secret"] and value else value
+    return out
+
+
+def to_environ(settings: Settings) -> dict[str, str]:
+    """The variables that reproduce `settings` in a child process (the inverse of load_settings)."""
+    out: dict[str, str] = {}
+    for f in settings_fields():
+        value = getattr(settings, f.name)
+        if value is None:
+            text = ""
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, tuple):
+            text = ",".join(value)
+        else:
+            text = str(value)
+        out[f.metadata["env"]] = text
+    return out
+
+
+def env_example() -> str:
+    """The text of `.env.example`, generated from the table so it cannot drift."""
+    lines = ["# Panopticon configuration. Every variable, with its default.",
+             "# Copy to .env (or .env.local) and change what you need; the environment wins over both.", ""]
+    group = None
+    for f in settings_fields():
+        if f.metadata["group"] != group:
+            group = f.metadata["group"]
+            lines += ["", f"# --- {group} ---"]
+        lines.append(f"# {f.metadata['doc']}")
+        lines.append(f"{f.metadata['env']}={f.metadata['default']}")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--example"]:
+        sys.stdout.write(env_example())
+    else:
+        load_or_exit()
+        print("configuration ok")

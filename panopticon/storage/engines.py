@@ -1,0 +1,168 @@
+"""The only module that imports `elasticsearch` or `opensearchpy`.
+
+Each engine gets a thin transport with one method, `request`, that sends a REST call and returns the
+parsed body; everything above it (templates, bulk, search) is the same REST API on both engines. The
+engine's own exceptions are translated here, at the door, into `EngineUnavailable` (transient: retry)
+and `EngineRejected` (permanent: the request itself is wrong).
+
+Why two clients: the official `elasticsearch` client refuses to talk to anything that does not send
+`X-Elastic-Product: Elasticsearch`, and `opensearch-py` is the maintained client for OpenSearch.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlencode
+
+from panopticon.exceptions import ConfigError, EngineRejected, EngineUnavailable
+from panopticon.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """Engine and version, decided once (jaeger keeps the same single value)."""
+
+    name: str  # "opensearch" or "elasticsearch"
+    version: str
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+
+class Transport(Protocol):
+    info: EngineInfo
+
+    def request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
+        headers: dict[str, str] | None = None, timeout: float | None = None,
+    ) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if not any(node.startswith("https") for node in settings.search_nodes):
+        return None
+    context = ssl.create_default_context(cafile=settings.search_ca_file)
+    if not settings.opensearch_reject_unauthorized:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _auth(settings: Settings) -> tuple[str, str] | None:
+    if settings.opensearch_username:
+        return (settings.opensearch_username, settings.opensearch_password or "")
+    return None
+
+
+def _problem(status: int | None, body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        return f"{status} {error.get('type')}: {error.get('reason')}"
+    return f"{status} {str(body)[:300]}"
+
+
+class OpenSearchTransport:
+    def __init__(self, settings: Settings, info: EngineInfo | None = None) -> None:
+        from opensearchpy import OpenSearch
+
+        self._client = OpenSearch(
+            hosts=settings.search_nodes,
+            http_auth=_auth(settings),
+            ssl_context=_ssl_context(settings),
+            timeout=settings.search_timeout_seconds,
+            max_retries=0,
+        )
+        self.info = info or EngineInfo("opensearch", "unknown")
+
+    def request(self, method, path, *, params=None, body=None, headers=None, timeout=None):
+        from opensearchpy import exceptions as os_exc
+
+        params = dict(params or {})
+        if timeout is not None:
+            params["request_timeout"] = timeout
+        try:
+            return self._client.transport.perform_request(method, path, params=params, body=body, headers=headers)
+        except (os_exc.ConnectionError, os_exc.ConnectionTimeout) as exc:
+            raise EngineUnavailable(f"opensearch unreachable: {exc.__class__.__name__}") from exc
+        except os_exc.TransportError as exc:
+            status = exc.status_code if isinstance(exc.status_code, int) else None
+            message = _problem(status, exc.info)
+            if status in _TRANSIENT_STATUSES:
+                raise EngineUnavailable(message) from exc
+            raise EngineRejected(message, status) from exc
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class ElasticsearchTransport:
+    def __init__(self, settings: Settings, info: EngineInfo | None = None) -> None:
+        from elasticsearch import Elasticsearch
+
+        self._client = Elasticsearch(
+            hosts=settings.search_nodes,
+            basic_auth=_auth(settings),
+            ssl_context=_ssl_context(settings),
+            request_timeout=settings.search_timeout_seconds,
+            max_retries=0,
+        )
+        self.info = info or EngineInfo("elasticsearch", "unknown")
+
+    def request(self, method, path, *, params=None, body=None, headers=None, timeout=None):
+        import elastic_transport
+        from elasticsearch import ApiError
+
+        client = self._client if timeout is None else self._client.options(request_timeout=timeout)
+        headers = {"accept": "application/json", **({"content-type": "application/json"} if body else {}),
+                   **(headers or {})}
+        if params:
+            path = f"{path}?{urlencode(params)}"
+        try:
+            return client.perform_request(method, path, headers=headers, body=body).body
+        except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
+            raise EngineUnavailable(f"elasticsearch unreachable: {exc.__class__.__name__}") from exc
+        except ApiError as exc:
+            message = _problem(exc.meta.status, exc.body)
+            if exc.meta.status in _TRANSIENT_STATUSES:
+                raise EngineUnavailable(message) from exc
+            raise EngineRejected(message, exc.meta.status) from exc
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def detect_engine(settings: Settings) -> EngineInfo:
+    """Ask the node what it is. OpenSearch says so in `version.distribution`; Elasticsearch does not."""
+    probe = OpenSearchTransport(settings)
+    try:
+        root = probe.request("GET", "/")
+    finally:
+        probe.close()
+    version = root.get("version", {})
+    name = "opensearch" if version.get("distribution") == "opensearch" else "elasticsearch"
+    return EngineInfo(name, str(version.get("number", "unknown")))
+
+
+def open_transport(settings: Settings) -> Transport:
+    """The transport for the configured (or detected) engine."""
+    if settings.search_engine == "opensearch":
+        return OpenSearchTransport(settings)
+    if settings.search_engine == "elasticsearch":
+        return ElasticsearchTransport(settings)
+    info = detect_engine(settings)
+    log.info("search engine detected: %s %s", info.name, info.version)
+    if info.name == "opensearch":
+        return OpenSearchTransport(settings, info)
+    if info.major < 8:
+        raise ConfigError(f"ELASTICSEARCH_NODE: Elasticsearch {info.version} is too old (need 8 or newer)")
+    return ElasticsearchTransport(settings, info)

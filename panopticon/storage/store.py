@@ -1,0 +1,202 @@
+"""The storage door: every read and write of the search engine goes through `SearchStore`.
+
+Callers speak in data streams and documents; the store speaks REST to whichever engine the
+transport talks to. Bulk bodies are built here as NDJSON bytes from documents the caller has
+already serialised, so the hot ingest path encodes each document exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from panopticon.exceptions import EngineRejected, StorageError
+from panopticon.settings import Settings
+from panopticon.storage import templates
+from panopticon.storage.engines import EngineInfo, Transport, open_transport
+
+log = logging.getLogger(__name__)
+
+_BULK_FILTER = "errors,items.*._id,items.*.status,items.*.error.type,items.*.error.reason"
+
+
+@dataclass(frozen=True, slots=True)
+class BulkItem:
+    """The engine's answer for one document of a bulk request."""
+
+    doc_id: str
+    status: int
+    error_type: str | None = None
+    reason: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        """Created now, or (409 on create) already stored by an earlier attempt."""
+        return self.status in (200, 201) or self.status == 409
+
+    @property
+    def transient(self) -> bool:
+        return self.status == 429 or self.status >= 500
+
+
+class SearchStore:
+    def __init__(self, settings: Settings, transport: Transport) -> None:
+        self.settings = settings
+        self.transport = transport
+
+    @property
+    def engine(self) -> EngineInfo:
+        return self.transport.info
+
+    def name(self, stream: str) -> str:
+        return self.settings.data_stream(stream)
+
+    # --- set-up -------------------------------------------------------------------------------------
+    def ensure_setup(self) -> None:
+        """Create policies, templates and data streams; safe to run on every start."""
+        self._ensure_retention()
+        for name, body in templates.index_templates(self.settings, self.engine.name).items():
+            self.transport.request("PUT", f"/_index_template/{name}", body=body)
+        for stream in (templates.LOGS, templates.TRACES):
+            self._ensure_data_stream(self.name(stream))
+        self._ensure_index(self.name(templates.STATE), templates.STATE_MAPPINGS)
+
+    def _ensure_data_stream(self, name: str) -> None:
+        try:
+            self.transport.request("PUT", f"/_data_stream/{name}")
+        except EngineRejected as exc:
+            if "already_exists" not in str(exc):
+                raise
+
+    def _ensure_index(self, name: str, mappings: dict[str, Any]) -> None:
+        try:
+            self.transport.request("PUT", f"/{name}", body={
+                "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"}, "mappings": mappings})
+        except EngineRejected as exc:
+            if "already_exists" not in str(exc):
+                raise
+
+    def _ensure_retention(self) -> None:
+        days = templates.retention_days(self.settings)
+        names = templates.retention_policy_names(self.settings)
+        if self.engine.name == "elasticsearch":
+            for stream, policy in names.items():
+                self.transport.request("PUT", f"/_ilm/policy/{policy}", body=templates.ilm_policy(days[stream]))
+            return
+        if not self.settings.use_ism:
+            log.warning("retention is not applied: USE_ISM=false on OpenSearch; delete old backing indices of "
+                        "%s and %s yourself (see OPERATIONS.md)", *(self.name(s) for s in names))
+            return
+        try:
+            self.transport.request("GET", "/_plugins/_ism/policies")
+        except EngineRejected:
+            log.warning("retention is not applied: USE_ISM=true but the ISM plugin does not answer on this node")
+            return
+        for stream, policy in names.items():
+            body = templates.ism_policy(days[stream], f".ds-{self.name(stream)}-*")
+            try:
+                self.transport.request("PUT", f"/_plugins/_ism/policies/{policy}", body=body)
+            except EngineRejected as exc:
+                if exc.status != 409:
+                    raise
+
+    # --- writes -------------------------------------------------------------------------------------
+    def bulk(self, index: str, op: str, items: Sequence[tuple[str, bytes]]) -> list[BulkItem]:
+        """One `_bulk` request; `items` are (doc_id, JSON bytes). Answers in the order given."""
+        if not items:
+            return []
+        header = orjson.dumps
+        lines = []
+        for doc_id, source in items:
+            lines.append(header({op: {"_index": index, "_id": doc_id}}))
+            lines.append(source)
+        body = b"\n".join(lines) + b"\n"
+        answer = self.transport.request(
+            "POST", "/_bulk", params={"filter_path": _BULK_FILTER}, body=body,
+            headers={"content-type": "application/x-ndjson"})
+        return _bulk_items(items, answer, op)
+
+    def create_many(self, stream: str, items: Sequence[tuple[str, bytes]]) -> list[BulkItem]:
+        """Append to a data stream; an id that exists answers 409 and is not written twice."""
+        return self.bulk(self.name(stream), "create", items)
+
+    def index_many(self, index: str, items: Sequence[tuple[str, bytes]]) -> list[BulkItem]:
+        """Create or overwrite by id (rollups)."""
+        return self.bulk(index, "index", items)
+
+    def put(self, index: str, doc_id: str, document: dict[str, Any], *, refresh: bool = False) -> None:
+        params = {"refresh": "true"} if refresh else None
+        self.transport.request("PUT", f"/{index}/_doc/{doc_id}", params=params, body=document)
+
+    def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
+        try:
+            return self.transport.request("GET", f"/{index}/_doc/{doc_id}")["_source"]
+        except EngineRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # --- reads --------------------------------------------------------------------------------------
+    def search(self, index: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        params = {"ignore_unavailable": "true", "allow_no_indices": "true"}
+        return self.transport.request("POST", f"/{index}/_search", params=params, body=body, timeout=timeout)
+
+    def count(self, index: str, query: dict[str, Any] | None = None) -> int:
+        body = {"query": query} if query else None
+        params = {"ignore_unavailable": "true", "allow_no_indices": "true"}
+        return int(self.transport.request("POST", f"/{index}/_count", params=params, body=body)["count"])
+
+    def refresh(self, index: str) -> None:
+        self.transport.request("POST", f"/{index}/_refresh", params={"ignore_unavailable": "true"})
+
+    def ping(self) -> bool:
+        try:
+            self.transport.request("GET", "/_cluster/health", timeout=2)
+        except StorageError:
+            return False
+        return True
+
+    # --- tests and operators ------------------------------------------------------------------------
+    def delete_namespace(self) -> None:
+        """Delete every data stream, index and template of this prefix (never without a prefix)."""
+        prefix = self.settings.index_prefix
+        if not prefix:
+            raise StorageError("refusing to delete a namespace without INDEX_PREFIX")
+        for path in (f"/_data_stream/{prefix}*", f"/{prefix}*", f"/_index_template/{prefix}*"):
+            try:
+                self.transport.request("DELETE", path, params={"expand_wildcards": "all"}
+                                       if not path.startswith("/_") else None)
+            except EngineRejected as exc:
+                if exc.status != 404:
+                    raise
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def _bulk_items(items: Sequence[tuple[str, bytes]], answer: dict[str, Any], op: str) -> list[BulkItem]:
+    results = answer.get("items") or []
+    if len(results) != len(items):
+        raise StorageError(f"bulk answered {len(results)} items for {len(items)} documents")
+    out = []
+    for (doc_id, _), result in zip(items, results, strict=True):
+        entry = result[op]
+        error = entry.get("error") or {}
+        out.append(BulkItem(doc_id, int(entry["status"]), error.get("type"), error.get("reason")))
+    return out
+
+
+def open_store(settings: Settings, *, setup: bool = False) -> SearchStore:
+    """The store for the configured engine; `setup=True` also creates templates and streams."""
+    store = SearchStore(settings, open_transport(settings))
+    if setup:
+        store.ensure_setup()
+    return store
+
+
+def iter_hits(answer: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    return (hit["_source"] for hit in answer.get("hits", {}).get("hits", []))

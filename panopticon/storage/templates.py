@@ -1,0 +1,179 @@
+"""Index templates, mappings and retention policies: what the engine must hold before data arrives.
+
+`logs-apm` and `traces-apm` are data streams (append-only, time-ordered, rolled over by the engine).
+`metrics-apm` is NOT a data stream: rollups are rewritten when late spans arrive, and a data stream
+only accepts `create`. It is one plain index per month (`metrics-apm-YYYY.MM`), chosen from the
+window's own time, so a rollup document always lands on the same index under the same id and can be
+overwritten; retention drops whole monthly indices. Queries read the pattern `metrics-apm-*`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from panopticon.settings import Settings
+
+LOGS = "logs-apm"
+TRACES = "traces-apm"
+METRICS = "metrics-apm"
+STATE = "panopticon-state"
+
+_KEYWORD = {"type": "keyword", "ignore_above": 1024}
+_DATE = {"type": "date", "format": "strict_date_optional_time||epoch_millis"}
+_OPAQUE = {"type": "object", "enabled": False}
+
+_INDEX_SETTINGS = {
+    "number_of_shards": 1,
+    # 0 replicas on one node, 1 as soon as a second node joins.
+    "auto_expand_replicas": "0-1",
+    "refresh_interval": "1s",
+}
+
+TRACES_MAPPINGS: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "@timestamp": _DATE,
+        "trace_id": _KEYWORD,
+        "span_id": _KEYWORD,
+        "parent_span_id": _KEYWORD,
+        "service_name": _KEYWORD,
+        "environment": _KEYWORD,
+        "name": _KEYWORD,
+        "kind": _KEYWORD,
+        "status": _KEYWORD,
+        "start_time": _DATE,
+        "end_time": _DATE,
+        "duration_ms": {"type": "double"},
+        "duration_bucket": {"type": "integer"},
+        "http": {
+            "properties": {
+                "method": _KEYWORD,
+                "route": _KEYWORD,
+                "status_code": {"type": "integer"},
+            }
+        },
+        "attributes": _OPAQUE,
+        "is_root": {"type": "boolean"},
+        "is_request": {"type": "boolean"},
+        "is_error": {"type": "boolean"},
+        "endpoint": _KEYWORD,
+        "ingested_at": _DATE,
+    },
+}
+
+LOGS_MAPPINGS: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "@timestamp": _DATE,
+        "timestamp": _DATE,
+        "service_name": _KEYWORD,
+        "environment": _KEYWORD,
+        "level": _KEYWORD,
+        "level_num": {"type": "byte"},
+        "message": {"type": "text"},
+        "trace_id": _KEYWORD,
+        "span_id": _KEYWORD,
+        "event_id": _KEYWORD,
+        "attributes": _OPAQUE,
+        "ingested_at": _DATE,
+        "kafka": {
+            "properties": {
+                "topic": _KEYWORD,
+                "partition": {"type": "integer"},
+                "offset": {"type": "long"},
+            }
+        },
+    },
+}
+
+METRICS_MAPPINGS: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "@timestamp": _DATE,
+        "tier": _KEYWORD,
+        "scope": _KEYWORD,
+        "service_name": _KEYWORD,
+        "environment": _KEYWORD,
+        "endpoint": _KEYWORD,
+        "requests": {"type": "long"},
+        "errors": {"type": "long"},
+        "duration_sum": {"type": "double"},
+        "duration_min": {"type": "double"},
+        "duration_max": {"type": "double"},
+        "histogram": _OPAQUE,
+        "exemplars": _OPAQUE,
+        "updated_at": _DATE,
+    },
+}
+
+STATE_MAPPINGS: dict[str, Any] = {
+    "dynamic": False,
+    "properties": {"updated_at": _DATE},
+}
+
+
+def index_templates(settings: Settings, engine: str) -> dict[str, dict[str, Any]]:
+    """Composable index templates by name, with this deployment's prefix (ILM is named only on Elasticsearch)."""
+    name = settings.data_stream
+
+    def template(pattern: str, mappings: dict[str, Any], *, data_stream: bool, policy: str | None) -> dict:
+        index_settings = dict(_INDEX_SETTINGS)
+        if policy:
+            index_settings["index.lifecycle.name"] = policy
+        body: dict[str, Any] = {
+            "index_patterns": [pattern],
+            "priority": 200,
+            "template": {"settings": index_settings, "mappings": mappings},
+            "_meta": {"managed_by": "panopticon"},
+        }
+        if data_stream:
+            body["data_stream"] = {}
+        return body
+
+    policies = retention_policy_names(settings) if engine == "elasticsearch" else {}
+    return {
+        name(LOGS): template(f"{name(LOGS)}*", LOGS_MAPPINGS, data_stream=True, policy=policies.get(LOGS)),
+        name(TRACES): template(f"{name(TRACES)}*", TRACES_MAPPINGS, data_stream=True, policy=policies.get(TRACES)),
+        name(METRICS): template(f"{name(METRICS)}-*", METRICS_MAPPINGS, data_stream=False, policy=None),
+    }
+
+
+def retention_policy_names(settings: Settings) -> dict[str, str]:
+    return {stream: f"{settings.data_stream(stream)}-retention" for stream in (LOGS, TRACES)}
+
+
+def retention_days(settings: Settings) -> dict[str, int]:
+    return {LOGS: settings.logs_retention_days, TRACES: settings.traces_retention_days,
+            METRICS: settings.metrics_retention_days}
+
+
+def ilm_policy(days: int) -> dict[str, Any]:
+    """Elasticsearch: roll over daily or at 30 GB, delete `days` after rollover."""
+    return {
+        "policy": {
+            "phases": {
+                "hot": {"actions": {"rollover": {"max_age": "1d", "max_primary_shard_size": "30gb"}}},
+                "delete": {"min_age": f"{days}d", "actions": {"delete": {}}},
+            },
+            "_meta": {"managed_by": "panopticon"},
+        }
+    }
+
+
+def ism_policy(days: int, index_pattern: str) -> dict[str, Any]:
+    """OpenSearch ISM: roll the data stream over daily, delete backing indices older than `days`."""
+    return {
+        "policy": {
+            "description": "panopticon retention",
+            "default_state": "hot",
+            "states": [
+                {
+                    "name": "hot",
+                    "actions": [{"rollover": {"min_index_age": "1d"}}],
+                    "transitions": [{"state_name": "delete", "conditions": {"min_index_age": f"{days}d"}}],
+                },
+                {"name": "delete", "actions": [{"delete": {}}], "transitions": []},
+            ],
+            "ism_template": [{"index_patterns": [index_pattern], "priority": 100}],
+        }
+    }

@@ -1,0 +1,52 @@
+"""The Celery application: `celery -A panopticon worker` / `beat` find it through `panopticon.celery`."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from celery import Celery
+from celery.signals import setup_logging
+
+from panopticon.settings import Settings, load_or_exit
+
+TASK_MODULES = ["panopticon.processing.tasks", "panopticon.rollup.tasks"]
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("panopticon", include=[m for m in TASK_MODULES if _importable(m)])
+    app.config_from_object("celeryconfig")
+    timeout = settings.bulk_task_timeout_seconds
+    app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        task_default_queue=settings.celery_queue,
+        # A task is cut off before the bridge gives up on it (BULK_TASK_TIMEOUT_SECONDS) and hands the
+        # batch off again, so two copies of one batch rarely run at once (harmless if they do).
+        task_soft_time_limit=max(1.0, timeout * 0.5),
+        task_time_limit=max(2.0, timeout * 0.75),
+        # An unacked task of a dead worker returns to the queue after this; the bridge re-sends sooner.
+        broker_transport_options={"visibility_timeout": int(timeout * 2)},
+        result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
+        panopticon_settings=settings,
+    )
+    return app
+
+
+def _importable(module: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(module) is not None
+
+
+@cache
+def celery_app() -> Celery:
+    """The process-wide app, built on first use from the environment (never at import time)."""
+    return create_celery(load_or_exit())
+
+
+@setup_logging.connect
+def _use_project_logging(**_kwargs) -> None:
+    """Connected, this signal stops Celery from configuring logging its own way."""
+    from panopticon.logs import setup_logging as setup
+
+    setup(celery_app().conf.panopticon_settings, "celery")

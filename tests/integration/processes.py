@@ -1,0 +1,88 @@
+"""Run the project's processes as the Procfile does, with a test's settings, and kill them at will."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from panopticon.settings import Settings, to_environ
+
+
+@dataclass
+class Running:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+class ProcessGroup:
+    def __init__(self, root: Path, logs: Path) -> None:
+        self.root = root
+        self.logs = logs
+        self.running: list[Running] = []
+
+    def start(self, name: str, settings: Settings, *, extra_env: dict[str, str] | None = None) -> Running:
+        commands = {
+            "bridge": [sys.executable, "-m", "panopticon.ingest"],
+            "worker": [sys.executable, "-m", "celery", "-A", "panopticon", "worker", "--loglevel", "INFO",
+                       "--concurrency", "2", "--without-mingle", "--without-gossip",
+                       "-n", f"{settings.celery_queue}-{len(self.running)}@%h"],
+            "beat": [sys.executable, "-m", "celery", "-A", "panopticon", "beat", "--loglevel", "INFO",
+                     "--schedule", str(self.logs / f"beat-{len(self.running)}")],
+        }
+        env = {**os.environ, **to_environ(settings), **(extra_env or {})}
+        log_path = self.logs / f"{name}-{len(self.running)}.log"
+        log_file = log_path.open("wb")
+        process = subprocess.Popen(commands[name], cwd=self.root, env=env, stdout=log_file,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        running = Running(name, process, log_path)
+        self.running.append(running)
+        return running
+
+    def kill(self, running: Running, sig: int = signal.SIGKILL) -> None:
+        """Signal the process only (not its children), as `kill -9 <pid>` would."""
+        running.process.send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            try:
+                running.process.wait(60)
+            except subprocess.TimeoutExpired:
+                running.process.kill()
+
+    def children(self, running: Running) -> list[psutil.Process]:
+        return psutil.Process(running.process.pid).children(recursive=True)
+
+    def wait_for_log(self, running: Running, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in running.log_path.read_text(errors="replace"):
+                return
+            if not running.alive():
+                raise AssertionError(f"{running.name} exited ({running.process.returncode}):\n{running.log_tail()}")
+            time.sleep(0.2)
+        raise AssertionError(f"{running.name} did not log {text!r} in {timeout}s:\n{running.log_tail()}")
+
+    def stop_all(self) -> None:
+        for running in self.running:
+            if running.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(running.process.pid, signal.SIGKILL)
+                running.process.wait(30)
+        # Celery children may outlive a SIGKILLed parent; they are in the same session/group.
+        for running in self.running:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(running.process.pid, signal.SIGKILL)
