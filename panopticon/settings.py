@@ -90,6 +90,16 @@ def _choice(*allowed: str) -> Parser:
     return parse
 
 
+def _divisor_of(whole: int) -> Parser:
+    def parse(raw: str) -> int:
+        value = _int(1, whole)(raw)
+        if whole % value:
+            raise ValueError(f"must divide {whole}, got {value}")
+        return value
+
+    return parse
+
+
 def _sasl_mechanism(raw: str) -> str | None:
     word = raw.strip().upper().replace("_", "-")
     allowed = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS-MSK-IAM")
@@ -255,7 +265,8 @@ class Settings:
         "ROLLUP_THRESHOLD_MINUTES", _int(1), "60",
         "Data older than this is read from rollups; newer from raw spans.", group="Rollup")
     rollup_bucket_minutes: int = var(
-        "ROLLUP_BUCKET_MINUTES", _int(1, 60), "1", "Width of a rollup window in minutes.", group="Rollup")
+        "ROLLUP_BUCKET_MINUTES", _divisor_of(60), "1",
+        "Width of a rollup window in minutes; divides 60 so hourly rollups merge whole windows.", group="Rollup")
     rollup_cache_ttl_seconds: int = var(
         "ROLLUP_CACHE_TTL_SECONDS", _int(0), "300", "Lifetime of a cached answer read only from rollups.",
         group="Rollup")
@@ -266,6 +277,9 @@ class Settings:
         group="Rollup")
     rollup_lookback_hours: int = var(
         "ROLLUP_LOOKBACK_HOURS", _int(1), "24", "Furthest back catch-up goes after an outage.", group="Rollup")
+    rollup_max_windows_per_run: int = var(
+        "ROLLUP_MAX_WINDOWS_PER_RUN", _int(1, 100_000), "360",
+        "Most windows one rollup run rolls up; a longer catch-up continues on the next runs.", group="Rollup")
 
     # --- http api and websocket ---------------------------------------------------------------------
     api_port: int = var("API_PORT", _int(1, 65535), "3001", "Port of the HTTP API (`web`).", group="API")

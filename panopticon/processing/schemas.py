@@ -253,6 +253,8 @@ class SpanSchema(Schema):
 
 
 class LogSchema(Schema):
+    """A log line; the timestamp's plausible range is checked after loading (it depends on now_ms)."""
+
     class Meta:
         unknown = EXCLUDE
 
@@ -436,6 +438,7 @@ def _span_timing(span: dict, message: dict, now_ms: int) -> tuple[float, float, 
             problems.append(f"{_sent_name(message, 'end_time')}: before start_time")
         duration_ms = round(end_ms - start_ms, 3)  # drop float noise from the subtraction
     elif duration_ms is not None:
+        duration_ms = float(duration_ms)
         end_ms = start_ms + duration_ms
         if not problems and end_ms > now_ms + MAX_FUTURE_MS:
             problems.append(f"{_sent_name(message, 'duration_ms')}: ends more than 1 day in the future")

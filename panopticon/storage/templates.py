@@ -90,6 +90,7 @@ METRICS_MAPPINGS: dict[str, Any] = {
     "dynamic": "strict",
     "properties": {
         "@timestamp": _DATE,
+        "key": _KEYWORD,  # the document id, repeated: a unique sort key for paging (search_after)
         "tier": _KEYWORD,
         "scope": _KEYWORD,
         "service_name": _KEYWORD,

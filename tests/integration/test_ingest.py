@@ -80,8 +80,9 @@ def test_kill_9_worker_and_bridge_mid_run(namespace: Settings, store: SearchStor
     worker = processes.start("worker", settings)
     bridge = processes.start("bridge", settings)
     produce(settings, messages[:8_000], rate=4_000)
-    processes.kill(worker)  # main process -9; its children die with it or are orphaned
-    for child in processes.children(worker):
+    children = processes.children(worker)
+    processes.kill(worker)  # the main process, -9, then its pool children: the whole worker is gone
+    for child in children:
         child.kill()
     processes.start("worker", settings)
     produce(settings, messages[8_000:12_000], rate=4_000)

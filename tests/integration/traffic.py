@@ -84,8 +84,9 @@ def produce(settings: Settings, messages: list[tuple[str, bytes]], rate: float =
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
-        if rate and n / rate > time.monotonic() - started:
-            time.sleep(n / rate - (time.monotonic() - started))
+        ahead = n / rate - (time.monotonic() - started) if rate else 0
+        if ahead > 0:
+            time.sleep(ahead)
     assert producer.flush(60) == 0
     assert not failures, failures[:3]
 

@@ -1,0 +1,132 @@
+"""Dashboard statistics: a service's time series, the services overview, the endpoint ranking.
+
+Each answer is shaped from `Aggregate`s that `collect` gets for [start, end). Today `collect` reads raw
+spans only; the rollup work will make it read rollups for the old part of a range and raw spans for
+the newest part and merge the Aggregates -- the shaping below does not change, and `sources` in
+every answer already says which part of the range came from where.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from panopticon.exceptions import InvalidParameter
+from panopticon.query import filters as f
+from panopticon.query.engine import hits, run_search
+from panopticon.query.raw import GroupBy, Key, raw_aggregates
+from panopticon.query.search import span_out
+from panopticon.query.timeparse import UNITS_MS, TimeRange, iso
+from panopticon.rollup.aggregate import Aggregate
+from panopticon.storage import TRACES, SearchStore
+
+# Intervals chosen when the request gives none: the smallest that keeps the series readable.
+INTERVAL_LADDER_MS = [UNITS_MS["m"] * n for n in (1, 5, 10, 15, 30, 60, 180, 360, 720, 1440, 10080)]
+TARGET_BUCKETS = 300
+SERVICE_SORTS = ("requests", "errors", "error_rate", "p50", "p90", "p95", "avg_ms", "name")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which requests: all, or those of one service / environment / endpoint."""
+
+    service: str | None = None
+    environment: str | None = None
+    endpoint: str | None = None
+
+
+def choose_interval(window: TimeRange, max_buckets: int) -> int:
+    """The smallest ladder interval giving at most TARGET_BUCKETS (and max_buckets) buckets."""
+    for step in INTERVAL_LADDER_MS:
+        if -(-window.length_ms // step) <= min(TARGET_BUCKETS, max_buckets):
+            return step
+    return INTERVAL_LADDER_MS[-1]
+
+
+def check_buckets(window: TimeRange, interval_ms: int, max_buckets: int) -> None:
+    """Refuse, before any engine call, a series with more buckets than QUERY_MAX_BUCKETS."""
+    count = -(-window.length_ms // interval_ms)
+    if count > max_buckets:
+        raise InvalidParameter("interval", f"gives {count} buckets over this range, more than the limit of "
+                                           f"{max_buckets} (QUERY_MAX_BUCKETS); use a longer interval")
+
+
+def format_interval(interval_ms: int) -> str:
+    for unit in ("w", "d", "h", "m", "s"):
+        if interval_ms % UNITS_MS[unit] == 0:
+            return f"{interval_ms // UNITS_MS[unit]}{unit}"
+    return f"{interval_ms}ms"
+
+
+def collect(store: SearchStore, scope: Scope, window: TimeRange, *, interval_ms: int | None, group_by: GroupBy,
+            timeout: float, search: str | None = None) -> tuple[dict[Key, Aggregate], dict[str, Any]]:
+    """The Aggregates of [start, end) and where they came from (the seam for rollups)."""
+    aggregates = raw_aggregates(store, service=scope.service, environment=scope.environment,
+                                endpoint=scope.endpoint, start_ms=window.start_ms, end_ms=window.end_ms,
+                                interval_ms=interval_ms, group_by=group_by, timeout=timeout, search=search)
+    sources = {"raw": {"from": iso(window.start_ms), "to": iso(window.end_ms)}, "rollup": None}
+    return aggregates, sources
+
+
+def stats(aggregate: Aggregate) -> dict[str, Any]:
+    """The numbers every page shows for one Aggregate."""
+    return {"requests": aggregate.requests, "errors": aggregate.errors, "error_rate": aggregate.error_rate,
+            **aggregate.percentiles(), "avg_ms": aggregate.avg_ms,
+            "min_ms": aggregate.duration_min, "max_ms": aggregate.duration_max}
+
+
+def time_series(store: SearchStore, scope: Scope, window: TimeRange, interval_ms: int, *,
+                timeout: float) -> dict[str, Any]:
+    """Requests, errors, error rate and p50/p90/p95 per bucket; `window` must be aligned to the interval."""
+    by_time, sources = collect(store, scope, window, interval_ms=interval_ms, group_by=None, timeout=timeout)
+    overall = Aggregate()
+    buckets = []
+    for start in range(window.start_ms, window.end_ms, interval_ms):
+        aggregate = by_time.get(start, Aggregate())
+        overall.merge(aggregate)
+        buckets.append({"time": iso(start), "time_ms": start, **stats(aggregate)})
+    return {
+        "service_name": scope.service, "environment": scope.environment, "endpoint": scope.endpoint,
+        "from": iso(window.start_ms), "to": iso(window.end_ms), "interval": format_interval(interval_ms),
+        "interval_ms": interval_ms, "buckets": buckets, "summary": stats(overall), "sources": sources,
+    }
+
+
+def ranking(store: SearchStore, scope: Scope, window: TimeRange, group_by: GroupBy, *, sort: str, order: str,
+            limit: int, search: str | None, timeout: float) -> dict[str, Any]:
+    """Services (group_by="service") or endpoints (group_by="endpoint") with their numbers, sorted."""
+    if sort not in SERVICE_SORTS:
+        raise InvalidParameter("sort", f"must be one of {', '.join(SERVICE_SORTS)}")
+    groups, sources = collect(store, scope, window, interval_ms=None, group_by=group_by, timeout=timeout,
+                              search=search)
+    name_field = "service_name" if group_by == "service" else "endpoint"
+    rows = [{name_field: name, **stats(aggregate)} for name, aggregate in groups.items()]
+    rows = _sorted(rows, sort if sort != "name" else name_field, name_field, descending=order == "desc")
+    return {"from": iso(window.start_ms), "to": iso(window.end_ms), "total": len(rows),
+            "items": rows[:limit], "sources": sources}
+
+
+def _sorted(rows: list[dict[str, Any]], key: str, name: str, *, descending: bool) -> list[dict[str, Any]]:
+    """Sort on `key` with rows lacking a value last either way; ties by name (sorts are stable)."""
+    rows = sorted(rows, key=lambda row: row[name])
+    present = [row for row in rows if row[key] is not None]
+    absent = [row for row in rows if row[key] is None]
+    return sorted(present, key=lambda row: row[key], reverse=descending) + absent
+
+
+def endpoint_traces(store: SearchStore, scope: Scope, window: TimeRange, *, limit: int,
+                    timeout: float) -> dict[str, Any]:
+    """The most recent failed requests and the slowest requests of one endpoint, with their trace ids."""
+    base = [f.term("is_request", True), f.time_range("@timestamp", window.start_ms, window.end_ms),
+            f.term("service_name", scope.service), f.term("endpoint", scope.endpoint),
+            f.optional_term("environment", scope.environment)]
+    index = store.name(TRACES)
+    errors = run_search(store, index, {
+        "query": f.bool_filter([*base, f.term("is_error", True)]), "size": limit,
+        "sort": [{"@timestamp": "desc"}, {"trace_id": "asc"}, {"span_id": "asc"}]}, timeout)
+    slow = run_search(store, index, {
+        "query": f.bool_filter(base), "size": limit,
+        "sort": [{"duration_ms": "desc"}, {"trace_id": "asc"}, {"span_id": "asc"}]}, timeout)
+    return {"service_name": scope.service, "endpoint": scope.endpoint, "from": iso(window.start_ms),
+            "to": iso(window.end_ms), "errors": [span_out(hit) for hit in hits(errors)],
+            "slow": [span_out(hit) for hit in hits(slow)]}
