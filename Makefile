@@ -11,7 +11,7 @@ export ELASTICSEARCH_NODE ?= http://127.0.0.1:9200
 export KAFKA_BROKERS ?= 127.0.0.1:9092
 export REDIS_HOST ?= 127.0.0.1
 
-.PHONY: run test test-unit test-integration test-faults bench stack-up stack-down stack-status lint env-example venv clean
+.PHONY: docs run test test-unit test-integration test-faults bench stack-up stack-down stack-status lint env-example venv clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -51,8 +51,9 @@ test-integration: venv stack-up
 lint: venv
 	$(BIN)/ruff check panopticon tests celeryconfig.py wsgi.py
 
-env-example: venv
-	$(BIN)/python -m panopticon.settings --example > .env.example
+# .env.example and the variable table of OPERATIONS.md are generated from panopticon/settings.py.
+docs env-example: venv
+	$(BIN)/python -m panopticon.settings --write-docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache

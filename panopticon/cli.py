@@ -54,5 +54,49 @@ def send_sample(count, rate, seed, kind, error_ratio, latency_sigma, spread, for
             return
 
 
+def _moment_ms(text: str, now_ms: int) -> int:
+    """An ISO 8601 time, epoch milliseconds, `now`, or a duration meaning that long ago (6h, 7d)."""
+    from panopticon.processing.schemas import parse_time
+
+    if text.strip().lower() == "now":
+        return now_ms
+    at = parse_time(text)
+    if at is not None:
+        return int(at)
+    try:
+        return now_ms - int(_duration_ms(text.strip()))
+    except click.BadParameter:
+        raise click.BadParameter(f"expected an ISO 8601 time, epoch milliseconds, 'now' or a duration ago "
+                                 f"such as 6h or 7d, got {text!r}") from None
+
+
+@click.group("rollup")
+def rollup() -> None:
+    """Rollups of traces-apm into metrics-apm."""
+
+
+@rollup.command("backfill")
+@click.option("--from", "start", required=True, help="Start: ISO 8601, epoch ms, or a duration ago (e.g. 24h).")
+@click.option("--to", "end", default="now", show_default=True, help="End, in the same forms as --from.")
+def rollup_backfill(start: str, end: str) -> None:
+    """Re-roll every closed window in [--from, --to) and the hours they close. Safe to repeat."""
+    from panopticon.rollup import job
+    from panopticon.storage import open_store
+
+    now = job.now_ms()
+    start_ms, end_ms = _moment_ms(start, now), _moment_ms(end, now)
+    if end_ms <= start_ms:
+        raise click.BadParameter(f"--to ({end}) must be after --from ({start})", param_hint="--to")
+    store = open_store(_settings(), setup=True)
+    try:
+        result = job.backfill(store, start_ms, end_ms, now)
+    finally:
+        store.close()
+    summary = result.as_dict()
+    click.echo(f"rolled {summary['windows']} windows and {summary['hours']} hours "
+               f"({summary['first_window']} .. {summary['last_window']}): {summary['documents']} documents written")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(send_sample)
+    app.cli.add_command(rollup)

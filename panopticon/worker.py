@@ -28,8 +28,21 @@ def create_celery(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": int(timeout * 2)},
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
         panopticon_settings=settings,
+        beat_schedule=beat_schedule(settings),
     )
     return app
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict]:
+    """What `celery -A panopticon beat` sends. `expires` drops a run that waited in the queue so long
+    that the next one is already due (the next run does the same work, and more)."""
+    if not settings.rollup_enabled:
+        return {}
+    every = settings.rollup_interval_seconds
+    return {
+        "rollup-due": {"task": "rollup_due", "schedule": every, "options": {"expires": max(1.0, every * 0.9)}},
+        "rollup-retention": {"task": "rollup_retention", "schedule": 3600.0, "options": {"expires": 3000}},
+    }
 
 
 def _importable(module: str) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 from celery import Celery
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
+from panopticon import telemetry
 from panopticon.exceptions import PipelineStopped
 from panopticon.ingest.batcher import Batch, Batcher, Message
 from panopticon.ingest.offsets import OffsetTracker
@@ -168,6 +169,8 @@ class Bridge:
         self.throughput.messages += 1
         self.throughput.bytes += len(value)
         stream = self.streams[message.topic()].name
+        telemetry.MESSAGES_CONSUMED.labels(stream).inc()
+        telemetry.BYTES_CONSUMED.labels(stream).inc(len(value))
         closed = self.batcher.add(stream, Message(message.topic(), message.partition(), message.offset(), value))
         if closed is not None:
             self.ready.append(closed)
@@ -178,7 +181,10 @@ class Bridge:
             batch = self.ready.popleft()
             for tp, (first, last) in batch.offset_ranges().items():
                 self.offsets.track(tp, first, last)
+            telemetry.BATCH_MESSAGES.labels(batch.stream).observe(len(batch.messages))
+            telemetry.BATCH_AGE.labels(batch.stream).observe(max(0.0, time.monotonic() - batch.opened_at))
             self._send(batch, attempts=1)
+        telemetry.BATCHES_IN_FLIGHT.set(len(self.in_flight))
 
     def _send(self, batch: Batch, attempts: int) -> None:
         by_topic: dict[str, list[list]] = {}
@@ -208,6 +214,12 @@ class Bridge:
 
     def _batch_done(self, flight: InFlight, outcome: dict[str, int]) -> None:
         flight.result.forget()
+        stream = flight.batch.stream
+        telemetry.BATCH_LATENCY.labels(stream).observe(time.monotonic() - flight.sent_at)
+        for outcome_name, key in (("created", "created"), ("duplicate", "duplicates"), ("retried", "retried"),
+                                  ("dead_lettered", "dead_lettered")):
+            telemetry.ITEM_OUTCOMES.labels(stream, outcome_name).inc(int(outcome.get(key, 0)))
+        telemetry.ERRORS_FORWARDED.inc(int(outcome.get("errors_forwarded", 0)))
         for tp, (first, last) in flight.batch.offset_ranges().items():
             self.offsets.done(tp, first, last)
         self.throughput.batches_done += 1
@@ -219,6 +231,7 @@ class Bridge:
             return
         log.warning("batch of %d %s handed off again (attempt %d): %s",
                     len(batch.messages), batch.stream, flight.attempts + 1, why)
+        telemetry.BATCHES_RETRIED.labels(batch.stream).inc()
         self._send(batch, flight.attempts + 1)
 
     def _only_assigned(self, batch: Batch) -> Batch | None:
@@ -236,9 +249,11 @@ class Bridge:
         if full and not self.paused:
             self.consumer.pause([TopicPartition(t, p) for t, p in self.assigned])
             self.paused = True
+            telemetry.BRIDGE_PAUSED.set(1)
         elif not full and self.paused:
             self.consumer.resume([TopicPartition(t, p) for t, p in self.assigned])
             self.paused = False
+            telemetry.BRIDGE_PAUSED.set(0)
 
     # --- offsets ------------------------------------------------------------------------------------
     def _commit(self, force: bool) -> None:
@@ -252,6 +267,7 @@ class Bridge:
         self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
                              asynchronous=False)
         self.offsets.mark_committed(offsets)
+        telemetry.OFFSETS_COMMITTED.inc()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -296,13 +312,14 @@ class Bridge:
         self.throughput.reset()
 
     def lag(self) -> int:
-        """Messages not yet read, summed over assigned partitions."""
+        """Messages not yet read, summed over assigned partitions (also exported per partition)."""
         total = 0
         positions = self.consumer.position([TopicPartition(t, p) for t, p in self.assigned])
         for tp in positions:
             _low, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
-            if tp.offset >= 0:
-                total += max(0, high - tp.offset)
+            lag = max(0, high - tp.offset) if tp.offset >= 0 else high
+            telemetry.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+            total += lag
         return total
 
 
@@ -311,6 +328,7 @@ def _names(partitions: list[TopicPartition]) -> str:
 
 
 def run_bridge(settings: Settings, celery: Celery) -> None:
+    telemetry.serve(settings.bridge_metrics_port)
     bridge = Bridge(settings, celery)
     signal.signal(signal.SIGTERM, bridge.stop)
     signal.signal(signal.SIGINT, bridge.stop)

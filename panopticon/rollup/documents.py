@@ -28,7 +28,7 @@ def minute_tier(window_minutes: int) -> str:
     return f"{window_minutes}m"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Key:
     """What one rollup document is about; `endpoint` is None for the per-service total."""
 
@@ -39,6 +39,10 @@ class Key:
     @property
     def scope(self) -> str:
         return SERVICE if self.endpoint is None else ENDPOINT
+
+    def sort_key(self) -> tuple[str, str, str]:
+        """A total order (None sorts first), so documents are built in the same order on every roll."""
+        return self.service, self.environment, self.endpoint or ""
 
     def service_total(self) -> Key:
         return Key(self.service, self.environment)

@@ -113,7 +113,7 @@ def aggregate_window(store: SearchStore, start_ms: int, end_ms: int) -> dict[Key
 def with_service_totals(rows: dict[Key, Row]) -> dict[Key, Row]:
     """Add one total per (service, environment), merged from its endpoints in a fixed order."""
     out = dict(rows)
-    for key in sorted(rows):
+    for key in sorted(rows, key=Key.sort_key):
         out.setdefault(key.service_total(), Row()).merge(rows[key])
     return out
 
@@ -121,7 +121,7 @@ def with_service_totals(rows: dict[Key, Row]) -> dict[Key, Row]:
 def write_rows(store: SearchStore, tier: str, window_ms: int, rows: dict[Key, Row], now: int) -> int:
     """Overwrite the documents of one window; raises if the engine did not store every one."""
     items = [(docs.doc_id(tier, key, window_ms), orjson.dumps(docs.to_document(tier, key, window_ms, row, now)))
-             for key, row in sorted(rows.items())]
+             for key, row in sorted(rows.items(), key=lambda kv: kv[0].sort_key())]
     if not items:
         return 0
     results = store.index_many(docs.metrics_index(store.settings, window_ms), items)
@@ -151,7 +151,7 @@ def roll_hour(store: SearchStore, hour_ms: int, *, now: int | None = None) -> in
     store.refresh(index)  # the windows just written must be visible to the merge
     rows: dict[Key, Row] = {}
     tier = docs.minute_tier(settings.rollup_bucket_minutes)
-    for document in scan_documents(store, index, [{"term": {"tier": tier}}], hour_ms, hour_ms + HOUR_MS):
+    for _, document in scan_documents(store, index, [{"term": {"tier": tier}}], hour_ms, hour_ms + HOUR_MS):
         rows.setdefault(docs.key_of(document), Row()).merge(docs.row_of(document))
     return write_rows(store, HOURLY, hour_ms, rows, now if now is not None else now_ms())
 

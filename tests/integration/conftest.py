@@ -75,6 +75,7 @@ def namespace(stack: Settings) -> Iterator[Settings]:
         celery_queue=f"{ns}-queue",
         metrics_cache_prefix=f"{ns}:metrics:",
         error_channel=f"{ns}:error-logs",
+        bridge_metrics_port=0,
     )
     yield settings
     store = open_store(settings)

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from panopticon.exceptions import ConfigError
-from panopticon.settings import env_example, load_settings, redacted, settings_fields, to_environ
+from panopticon.settings import (
+    env_example,
+    load_settings,
+    redacted,
+    settings_fields,
+    to_environ,
+    with_env_table,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,6 +68,13 @@ def test_env_example_is_current_and_complete() -> None:
     assert text == env_example(), "run `make env-example` and commit .env.example"
     for f in settings_fields():
         assert f"\n{f.metadata['env']}=" in text
+
+
+def test_operations_md_documents_every_variable() -> None:
+    text = (ROOT / "OPERATIONS.md").read_text()
+    assert text == with_env_table(text), "run `make docs` and commit OPERATIONS.md"
+    for f in settings_fields():
+        assert f"`{f.metadata['env']}`" in text
 
 
 def test_bad_value_stops_start_up_with_one_line(tmp_path: Path) -> None:

@@ -1,0 +1,308 @@
+"""marshmallow schemas of the HTTP API: the parameters each route accepts and the shape it answers with.
+
+Parameter schemas validate every request (a failure becomes a 400 naming the parameter); response
+schemas are not run on answers -- they exist to document them in `/openapi.json`, and the schemathesis
+test checks that live answers match them, so the documentation cannot drift from the code.
+Limits that depend on configuration (page size, range, bucket count) are checked by the routes, since
+a schema class is built once at import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, fields, validate
+
+from panopticon.query.metrics import SERVICE_SORTS
+from panopticon.query.search import KINDS, LOG_SORTS, SPAN_SORTS, STATUSES
+
+_TIME = ("ISO 8601 (2024-05-01T12:00:00Z), epoch milliseconds, 'now', or a relative time before now "
+         "such as 15m, 24h, 7d")
+_ID_PATTERN = r"^[!-9;-~]{1,128}$"
+
+
+def _text(description: str, max_chars: int = 256, **kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.Length(1, max_chars), metadata={"description": description}, **kwargs)
+
+
+def _id(description: str) -> fields.String:
+    return fields.String(validate=validate.Regexp(_ID_PATTERN, error="must be 1-128 printable ASCII characters, "
+                                                  "no spaces or ':'"), metadata={"description": description})
+
+
+class Upper(fields.String):
+    """A choice accepted in any case and loaded upper case (SERVER, ERROR, ...)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).upper()
+
+
+def _choice(choices: tuple[str, ...], description: str) -> Upper:
+    return Upper(validate=validate.OneOf(choices, error=f"must be one of {', '.join(choices)}"),
+                 metadata={"description": description})
+
+
+class Args(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class TimeArgs(Args):
+    start = fields.String(metadata={"description": f"Start of the range (inclusive): {_TIME}."})
+    end = fields.String(metadata={"description": f"End of the range (exclusive), default now: {_TIME}."})
+
+
+class PageArgs(Args):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, error="must be at least 1"),
+                           metadata={"description": "Items per page (at most QUERY_MAX_PAGE_SIZE)."})
+    cursor = fields.String(validate=validate.Length(1, 4096),
+                           metadata={"description": "`next_cursor` of the previous page, with the same sort."})
+    order = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
+
+
+class SpanSearchArgs(TimeArgs, PageArgs):
+    service = _text("Service name (exact).")
+    environment = _text("Environment (exact).")
+    name = _text("Span name (exact).", 1024)
+    kind = _choice(KINDS, "Span kind, any case.")
+    status = _choice(STATUSES, "Span status, any case.")
+    error = fields.Boolean(metadata={"description": "Only errors (true) or only non-errors (false)."})
+    min_duration_ms = fields.Float(validate=validate.Range(min=0), metadata={"description": "Shortest duration."})
+    max_duration_ms = fields.Float(validate=validate.Range(min=0), metadata={"description": "Longest duration."})
+    trace_id = _id("Trace id.")
+    span_id = _id("Span id.")
+    parent_span_id = _id("Parent span id.")
+    sort = fields.String(load_default="start_time", validate=validate.OneOf(tuple(SPAN_SORTS)))
+
+
+class ServiceTracesArgs(TimeArgs, PageArgs):
+    environment = _text("Environment (exact).")
+    status = _choice(STATUSES, "Status of the root span, any case.")
+    error = fields.Boolean(metadata={"description": "Only failed (true) or only successful (false) traces."})
+    min_duration_ms = fields.Float(validate=validate.Range(min=0), metadata={"description": "Shortest duration."})
+    max_duration_ms = fields.Float(validate=validate.Range(min=0), metadata={"description": "Longest duration."})
+    sort = fields.String(load_default="start_time", validate=validate.OneOf(("start_time", "duration_ms")))
+
+
+class LogSearchArgs(TimeArgs, PageArgs):
+    service = _text("Service name (exact).")
+    environment = _text("Environment (exact).")
+    level = fields.String(validate=validate.Length(1, 64), metadata={
+        "description": "Level, or several comma separated (TRACE, DEBUG, INFO, WARN, ERROR, FATAL; any case)."})
+    trace_id = _id("Trace id.")
+    span_id = _id("Span id.")
+    q = _text("Full-text search in the message: every word must appear.")
+    sort = fields.String(load_default="timestamp", validate=validate.OneOf(tuple(LOG_SORTS)))
+
+
+class TraceArgs(Args):
+    service = _text("Only spans and logs of this service.")
+    environment = _text("Only spans and logs of this environment.")
+
+
+class MetricsArgs(TimeArgs):
+    interval = fields.String(validate=validate.Length(1, 16), metadata={
+        "description": "Bucket size such as 1m, 15m, 1h, 1d (at least 1s); chosen from the range when absent."})
+    environment = _text("Environment (exact).")
+    endpoint = _text("Only this endpoint.", 1024)
+
+
+class RankingArgs(TimeArgs):
+    environment = _text("Environment (exact).")
+    search = _text("Only names containing this text (case-insensitive, taken literally).")
+    sort = fields.String(load_default="requests", validate=validate.OneOf(SERVICE_SORTS))
+    order = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, error="must be at least 1"),
+                           metadata={"description": "Rows (at most QUERY_MAX_PAGE_SIZE)."})
+
+
+class EndpointTracesArgs(TimeArgs):
+    environment = _text("Environment (exact).")
+    limit = fields.Integer(load_default=10, validate=validate.Range(min=1, error="must be at least 1"),
+                           metadata={"description": "Traces per list (at most QUERY_MAX_PAGE_SIZE)."})
+
+
+# --- responses ----------------------------------------------------------------------------------------
+
+
+def _req(field: fields.Field) -> fields.Field:
+    field.required = True
+    return field
+
+
+def _nullable(field_class: type[fields.Field], **kwargs: Any) -> fields.Field:
+    return _req(field_class(allow_none=True, **kwargs))
+
+
+class ErrorBodySchema(Schema):
+    code = _req(fields.String(metadata={"description": "Machine-readable error code."}))
+    message = _req(fields.String(metadata={"description": "What was wrong, for people."}))
+    parameter = _nullable(fields.String, metadata={"description": "The request parameter at fault, if any."})
+
+
+class ErrorSchema(Schema):
+    error = _req(fields.Nested(ErrorBodySchema))
+
+
+class HttpSchema(Schema):
+    method = fields.String(allow_none=True)
+    route = fields.String(allow_none=True)
+    status_code = fields.Integer(allow_none=True)
+
+
+class SpanSchema(Schema):
+    id = _req(fields.String(metadata={"description": "Document id, `trace_id:span_id`."}))
+    trace_id = _req(fields.String())
+    span_id = _req(fields.String())
+    parent_span_id = _nullable(fields.String)
+    service_name = _req(fields.String())
+    environment = _nullable(fields.String)
+    name = _req(fields.String())
+    kind = _nullable(fields.String)
+    status = _nullable(fields.String)
+    start_time = _req(fields.String())
+    end_time = _req(fields.String())
+    duration_ms = _req(fields.Float())
+    http = _req(fields.Raw(allow_none=True, metadata={
+        "type": "object", "nullable": True, "description": "{method, route, status_code} when the span had one."}))
+    attributes = _req(fields.Dict())
+    is_root = _req(fields.Boolean())
+    is_request = _req(fields.Boolean(metadata={"description": "A SERVER span, or a root span without kind."}))
+    is_error = _req(fields.Boolean(metadata={"description": "Status ERROR or HTTP status 5xx."}))
+    endpoint = _nullable(fields.String, metadata={"description": "http.route, else the span name."})
+
+
+class TreeSpanSchema(SpanSchema):
+    depth = _req(fields.Integer(metadata={"description": "0 for a root (or a span whose parent is missing)."}))
+
+
+class LogSchema(Schema):
+    id = _req(fields.String())
+    timestamp = _req(fields.String())
+    service_name = _req(fields.String())
+    environment = _nullable(fields.String)
+    level = _req(fields.String())
+    message = _req(fields.String())
+    trace_id = _nullable(fields.String)
+    span_id = _nullable(fields.String)
+    event_id = _nullable(fields.String)
+    attributes = _req(fields.Dict())
+
+
+class _PageSchema(Schema):
+    total = _req(fields.Integer(metadata={"description": "Matches in the whole range."}))
+    next_cursor = _nullable(fields.String, metadata={"description": "Pass as `cursor` for the next page."})
+    from_ = _req(fields.String(data_key="from"))
+    to = _req(fields.String())
+
+
+class SpanPageSchema(_PageSchema):
+    items = _req(fields.List(fields.Nested(SpanSchema)))
+
+
+class LogPageSchema(_PageSchema):
+    items = _req(fields.List(fields.Nested(LogSchema)))
+
+
+class TraceSummarySchema(Schema):
+    start_time = _nullable(fields.String)
+    end_time = _nullable(fields.String)
+    duration_ms = _nullable(fields.Float)
+    span_count = _req(fields.Integer())
+    log_count = _req(fields.Integer())
+    services = _req(fields.List(fields.String()))
+    error_count = _req(fields.Integer())
+    root_span_ids = _req(fields.List(fields.String()))
+    missing_parents = _req(fields.List(fields.String(), metadata={
+        "description": "Spans whose parent is not in the trace (shown as roots of their own subtree)."}))
+
+
+class TraceSchema(Schema):
+    trace_id = _req(fields.String())
+    summary = _req(fields.Nested(TraceSummarySchema))
+    spans = _req(fields.List(fields.Nested(TreeSpanSchema), metadata={
+        "description": "Depth first: a parent before its children, siblings by start time."}))
+    logs = _req(fields.List(fields.Nested(LogSchema)))
+    truncated = _req(fields.Boolean(metadata={"description": "More than 10 000 spans or logs: the rest is left out."}))
+
+
+class StatsSchema(Schema):
+    requests = _req(fields.Integer())
+    errors = _req(fields.Integer())
+    error_rate = _nullable(fields.Float, metadata={"description": "errors / requests; null without requests."})
+    p50 = _nullable(fields.Float, metadata={"description": "ms, within 0.5% of the exact nearest-rank value."})
+    p90 = _nullable(fields.Float, metadata={"description": "ms, within 0.5% of the exact nearest-rank value."})
+    p95 = _nullable(fields.Float, metadata={"description": "ms, within 0.5% of the exact nearest-rank value."})
+    avg_ms = _nullable(fields.Float)
+    min_ms = _nullable(fields.Float)
+    max_ms = _nullable(fields.Float)
+
+
+class BucketSchema(StatsSchema):
+    time = _req(fields.String(metadata={"description": "Start of the bucket."}))
+    time_ms = _req(fields.Integer())
+
+
+class RangeSchema(Schema):
+    from_ = _req(fields.String(data_key="from"))
+    to = _req(fields.String())
+
+
+class SourcesSchema(Schema):
+    raw = _nullable(fields.Nested, nested=RangeSchema, metadata={"description": "Part read from raw spans."})
+    rollup = _nullable(fields.Nested, nested=RangeSchema, metadata={"description": "Part read from rollups."})
+
+
+class MetricsSchema(Schema):
+    service_name = _req(fields.String())
+    environment = _nullable(fields.String)
+    endpoint = _nullable(fields.String)
+    from_ = _req(fields.String(data_key="from", metadata={"description": "Start, rounded down to the interval."}))
+    to = _req(fields.String(metadata={"description": "End, rounded up to the interval."}))
+    interval = _req(fields.String())
+    interval_ms = _req(fields.Integer())
+    buckets = _req(fields.List(fields.Nested(BucketSchema)))
+    summary = _req(fields.Nested(StatsSchema))
+    sources = _req(fields.Nested(SourcesSchema))
+
+
+class ServiceRowSchema(StatsSchema):
+    service_name = _req(fields.String())
+
+
+class EndpointRowSchema(StatsSchema):
+    endpoint = _req(fields.String())
+
+
+class _RankingSchema(Schema):
+    from_ = _req(fields.String(data_key="from"))
+    to = _req(fields.String())
+    total = _req(fields.Integer(metadata={"description": "Rows before `limit`."}))
+    sources = _req(fields.Nested(SourcesSchema))
+
+
+class ServicesSchema(_RankingSchema):
+    items = _req(fields.List(fields.Nested(ServiceRowSchema)))
+
+
+class EndpointsSchema(_RankingSchema):
+    service_name = _req(fields.String())
+    items = _req(fields.List(fields.Nested(EndpointRowSchema)))
+
+
+class EndpointTracesSchema(Schema):
+    service_name = _req(fields.String())
+    endpoint = _req(fields.String())
+    from_ = _req(fields.String(data_key="from"))
+    to = _req(fields.String())
+    errors = _req(fields.List(fields.Nested(SpanSchema), metadata={"description": "Most recent failed requests."}))
+    slow = _req(fields.List(fields.Nested(SpanSchema), metadata={"description": "Slowest requests."}))
+
+
+class HealthSchema(Schema):
+    status = _req(fields.String())
+
+
+class ReadySchema(Schema):
+    status = _req(fields.String())
+    checks = _req(fields.Dict(keys=fields.String(), values=fields.Boolean()))

@@ -1,0 +1,29 @@
+"""`GET /query/traces/<traceId>`: one trace, every span (as a tree) and every log of it."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, jsonify
+
+from panopticon.api import params, schemas
+from panopticon.api.openapi import operation
+from panopticon.query.traces import get_trace
+
+blueprint = Blueprint("traces", __name__)
+
+_ARGS = schemas.TraceArgs()
+
+
+@blueprint.get("/query/traces/<traceId>")
+@operation(summary="One trace: spans as a tree, logs, and a summary.", args=schemas.TraceArgs,
+           response=schemas.TraceSchema, errors=(400, 401, 404, 503),
+           path_params={"traceId": {"type": "string", "minLength": 1, "maxLength": 128,
+                                    "description": "Trace id."}})
+def trace(traceId: str) -> Response:  # noqa: N803 - the seed's path parameter name
+    """Every span and log of the trace (optionally of one service / environment); 404 when none exists."""
+    trace_id = params.path_id(traceId, "traceId")
+    args = params.load_args(_ARGS)
+    found = get_trace(params.store(), trace_id, service=args.get("service"), environment=args.get("environment"),
+                      timeout=params.timeout())
+    if found is None:
+        abort(404, description=f"no span or log of trace {trace_id!r}")
+    return jsonify(found)

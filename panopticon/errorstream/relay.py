@@ -1,0 +1,163 @@
+"""The relay: `apm.logs.error` -> Redis pub/sub, one publish per error log, offsets committed after.
+
+    poll (first message waits, the rest are taken as they are) -> envelope (cursor, id) -> one pipelined
+    round trip of PUBLISHes -> offsets stored -> commit about once a second
+
+It runs as its own process (`relay` in the Procfile), not inside the bridge: a Redis outage then
+stalls only the live feed, never ingest, and each can be restarted alone. While Redis is down the
+relay keeps the batch it could not publish and retries it with backoff; it commits nothing it has
+not published, so a crash replays (at-least-once; the `ws` hub drops repeats by id). Kafka outages
+are librdkafka's to ride out: poll simply returns nothing until the broker is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import redis
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from panopticon.errorstream.protocol import envelope, iso_to_ms, make_cursor
+from panopticon.kafka import consumer_config, ensure_topics
+from panopticon.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+COMMIT_INTERVAL_S = 1.0
+
+
+def relay_envelope(message: Message, now_ms: int, max_age_ms: int) -> bytes | None:
+    """The envelope for one error-topic message; None when it is too old to be news (or not a log)."""
+    try:
+        log_doc: dict[str, Any] = orjson.loads(message.value() or b"")
+        ingested_ms = iso_to_ms(log_doc["ingested_at"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        log.error("skipping %s[%d]@%d: not a stored log document (%s)", message.topic(), message.partition(),
+                  message.offset(), exc)
+        return None
+    if now_ms - ingested_ms > max_age_ms:
+        return None
+    key = message.key()
+    doc_id = key.decode() if key else str(log_doc.get("event_id") or
+                                           f"{message.topic()}-{message.partition()}-{message.offset()}")
+    return envelope(doc_id, make_cursor(ingested_ms, message.partition(), message.offset()), log_doc)
+
+
+class Relay:
+    def __init__(self, settings: Settings, consumer: Consumer | None = None,
+                 client: redis.Redis | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.consumer = consumer or Consumer(consumer_config(settings, group=settings.error_relay_group))
+        self.redis = client or redis.Redis.from_url(settings.redis_url(), socket_connect_timeout=3,
+                                                    socket_timeout=10, socket_keepalive=True)
+        self.clock = clock
+        self.running = True
+        self.published = 0
+        self.skipped = 0
+        self._positions: dict[tuple[str, int], int] = {}
+        self._last_commit = time.monotonic()
+
+    def run(self) -> None:
+        topic = self.settings.kafka_apm_log_error_topic
+        ensure_topics(self.settings, [topic])
+        self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        log.info("relay consuming %s as group %s, publishing to %s", topic, self.settings.error_relay_group,
+                 self.settings.error_channel)
+        try:
+            while self.running:
+                self.step()
+            self._commit(force=True)
+        finally:
+            self.consumer.close()
+            log.info("relay stopped after publishing %d error logs", self.published)
+
+    def stop(self, *_args: Any) -> None:
+        self.running = False
+
+    def step(self) -> None:
+        messages = self._poll()
+        now_ms = int(self.clock() * 1000)
+        max_age_ms = self.settings.error_relay_max_age_seconds * 1000
+        batch = []
+        for message in messages:
+            body = relay_envelope(message, now_ms, max_age_ms)
+            if body is None:
+                self.skipped += 1
+            else:
+                batch.append(body)
+        self._publish(batch)
+        for message in messages:
+            self._positions[(message.topic(), message.partition())] = message.offset() + 1
+        self._commit(force=False)
+
+    def _poll(self) -> list[Message]:
+        """Wait for the first message, then take what is already fetched: low latency, few round trips."""
+        first = self.consumer.poll(0.5)
+        if first is None:
+            return []
+        messages = [first, *self.consumer.consume(num_messages=BATCH - 1, timeout=0)]
+        return [m for m in messages if self._usable(m)]
+
+    def _usable(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.fatal():
+            raise KafkaException(error)
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("kafka: %s", error)
+        return False
+
+    def _publish(self, batch: list[bytes]) -> None:
+        """One round trip for the whole batch; on a Redis error wait and send it all again."""
+        backoff = 0.2
+        while batch:
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for body in batch:
+                    pipe.publish(self.settings.error_channel, body)
+                pipe.execute()
+                self.published += len(batch)
+                return
+            except (redis.RedisError, OSError) as exc:
+                log.warning("redis publish failed (%s); %d error logs held, retrying in %.1fs", exc, len(batch),
+                            backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                if not self.running:
+                    raise SystemExit(1) from exc  # unpublished: leave the offsets uncommitted
+
+    def _commit(self, force: bool) -> None:
+        now = time.monotonic()
+        if not self._positions or (not force and now - self._last_commit < COMMIT_INTERVAL_S):
+            return
+        self._last_commit = now
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=not force)
+        except KafkaException as exc:
+            log.warning("commit failed (will be retried): %s", exc)
+            return
+        self._positions.clear()
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("relay assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing")
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Everything polled so far has been published: commit it while the partitions are still ours.
+        self._commit(force=True)
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._positions = {tp: o for tp, o in self._positions.items() if tp not in gone}
+
+
+def run_relay(settings: Settings) -> None:
+    relay = Relay(settings)
+    signal.signal(signal.SIGTERM, relay.stop)
+    signal.signal(signal.SIGINT, relay.stop)
+    relay.run()

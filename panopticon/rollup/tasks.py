@@ -1,0 +1,59 @@
+"""Celery tasks of the rollup: thin wrappers over `panopticon.rollup.job`, where the work and the tests are.
+
+`rollup_due` is what beat sends every ROLLUP_INTERVAL_SECONDS; `rollup_window` rolls one window on
+request (operators, scripts); `rollup_retention` drops monthly metrics indices past retention. All are
+idempotent (overwrites by deterministic id; the watermark only moves forward), so `acks_late` is safe
+and a task redelivered after a worker crash simply does the same work again.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from celery import current_app, shared_task
+
+from panopticon.exceptions import InvalidParameter
+from panopticon.processing.schemas import parse_time
+from panopticon.rollup import job
+from panopticon.rollup.windows import HOUR_MS, WindowPlan, floor_to
+from panopticon.settings import Settings
+from panopticon.storage import SearchStore, open_store
+
+# A catch-up run is bounded by ROLLUP_MAX_WINDOWS_PER_RUN; these limits only stop a run that hangs.
+SOFT_LIMIT_SECONDS = 600
+HARD_LIMIT_SECONDS = 660
+
+
+@cache
+def _store() -> SearchStore:
+    """One store (connection pool) per worker process, with templates in place."""
+    settings: Settings = current_app.conf.panopticon_settings
+    return open_store(settings, setup=True)
+
+
+@shared_task(name="rollup_due", acks_late=True, soft_time_limit=SOFT_LIMIT_SECONDS, time_limit=HARD_LIMIT_SECONDS)
+def rollup_due() -> dict[str, Any]:
+    return job.roll_due(_store()).as_dict()
+
+
+@shared_task(name="rollup_window", acks_late=True, soft_time_limit=SOFT_LIMIT_SECONDS, time_limit=HARD_LIMIT_SECONDS)
+def rollup_window(minute: str | int | float) -> dict[str, Any]:
+    """Roll up the window holding `minute` (ISO 8601 or epoch ms), and its hour when that hour has closed."""
+    at = parse_time(minute)
+    if at is None:
+        raise InvalidParameter("minute", f"expected an ISO 8601 time or epoch milliseconds, got {minute!r}")
+    store = _store()
+    width = store.settings.rollup_bucket_minutes * 60_000
+    window = floor_to(int(at), width)
+    result = job.RunResult(documents=job.roll_window(store, window), windows=[window])
+    hour = floor_to(window, HOUR_MS)
+    if hour + HOUR_MS <= WindowPlan.from_settings(store.settings).last_closed_end(job.now_ms()):
+        result.documents += job.roll_hour(store, hour)
+        result.hours.append(hour)
+    return result.as_dict()
+
+
+@shared_task(name="rollup_retention", acks_late=True)
+def rollup_retention() -> list[str]:
+    return job.drop_expired(_store())
