@@ -35,8 +35,11 @@ stack-status:
 run: venv stack-up
 	@mkdir -p .stack
 	@{ cat Procfile; echo 'sample: flask send-sample --count 200 --rate 200 --forever'; } > .stack/Procfile.run
-	@echo "API      http://127.0.0.1:$${API_PORT:-3001}/healthz  (docs: /docs, OpenAPI: /openapi.json)"
-	@echo "Flower   http://127.0.0.1:$${FLOWER_PORT:-5555}/"
+	@echo "API        http://127.0.0.1:$${API_PORT:-3001}/query/services?from=1h"
+	@echo "API docs   http://127.0.0.1:$${API_PORT:-3001}/docs  (OpenAPI: /openapi.json)"
+	@echo "Metrics    http://127.0.0.1:$${API_PORT:-3001}/metrics  bridge: http://127.0.0.1:$${BRIDGE_METRICS_PORT:-9464}/metrics"
+	@echo "WebSocket  ws://127.0.0.1:$${WS_PORT:-3010}/ws/error-logs"
+	@echo "Flower     http://127.0.0.1:$${FLOWER_PORT:-5555}/"
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f .stack/Procfile.run -d .
 
 test: venv stack-up
@@ -47,6 +50,14 @@ test-unit: venv
 
 test-integration: venv stack-up
 	$(BIN)/pytest -p no:cacheprovider tests/integration
+
+# Opt-in: the storage door's contract tests on a real Elasticsearch 9 (integ-test zip, no data streams
+# module) on 127.0.0.1:9201, started by infra/elasticsearch.sh; Kafka and Redis still come from the stack.
+# `bash infra/elasticsearch.sh down` stops that node.
+test-elasticsearch: venv stack-up
+	bash infra/elasticsearch.sh up
+	ELASTICSEARCH_NODE=http://127.0.0.1:9201 SEARCH_ENGINE=auto \
+		$(BIN)/pytest -p no:cacheprovider -rs tests/integration/test_storage.py
 
 lint: venv
 	$(BIN)/ruff check panopticon tests celeryconfig.py wsgi.py

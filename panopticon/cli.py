@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from panopticon.settings import Settings
 
@@ -70,9 +71,8 @@ def _moment_ms(text: str, now_ms: int) -> int:
                                  f"such as 6h or 7d, got {text!r}") from None
 
 
-@click.group("rollup")
-def rollup() -> None:
-    """Rollups of traces-apm into metrics-apm."""
+# An AppGroup runs its commands inside the app context, where the settings are.
+rollup = AppGroup("rollup", help="Rollups of traces-apm into metrics-apm.")
 
 
 @rollup.command("backfill")

@@ -338,6 +338,9 @@ class Settings:
         "WS_DEDUPE_WINDOW", _int(100, 1_000_000), "20000",
         "Recent error-log ids one `ws` process remembers to drop repeats and place cursors.",
         group="Error stream")
+    relay_metrics_port: int = var(
+        "RELAY_METRICS_PORT", _int(0, 65535), "9465", "Port of the relay's Prometheus /metrics; 0 turns it off.",
+        group="Error stream")
 
     # --- operations ---------------------------------------------------------------------------------
     flower_port: int = var("FLOWER_PORT", _int(1, 65535), "5555", "Port of Flower.", group="Operations")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from panopticon.exceptions import StorageError
+
 blueprint = Blueprint("health", __name__)
 
 
@@ -16,6 +18,9 @@ def healthz():
 def readyz():
     from panopticon.api.services import services
 
-    checks = services(current_app).readiness()
+    try:
+        checks = services(current_app).readiness()
+    except StorageError:  # the engine could not even be asked what it is
+        checks = {"search": False}
     ok = all(checks.values())
     return jsonify(status="ok" if ok else "unavailable", checks=checks), (200 if ok else 503)

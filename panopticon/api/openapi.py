@@ -25,25 +25,28 @@ blueprint = Blueprint("docs", __name__)
 _ERRORS = {
     400: "A parameter is invalid or over a limit; `error.parameter` names it.",
     401: "API_AUTH_TOKENS is set and no valid bearer token was sent.",
-    404: "Not found.",
-    503: "The search engine is not answering; see Retry-After.",
+    404: "Not found (or a path parameter that cannot be routed, such as a service name with '/').",
+    503: "The search engine (or Redis) is not answering; see Retry-After.",
 }
 _RULE_PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
-_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "favicon-32x32.png")
+_ASSETS = ("swagger-ui.css", "index.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
+           "favicon-32x32.png")
 
 
 def operation(*, summary: str, response: type[Schema] | dict[str, Any], args: type[Schema] | None = None,
               path_params: dict[str, dict[str, Any]] | None = None, errors: tuple[int, ...] = (400, 401, 503),
-              media_types: tuple[str, ...] = ("application/json",), description: str = "") -> Callable:
+              media_types: tuple[str, ...] = ("application/json",), description: str = "",
+              other_responses: dict[int, type[Schema]] | None = None) -> Callable:
     """Attach the OpenAPI description of one route to its view function.
 
     `response` is the schema of a 200 answer (a marshmallow Schema, or a JSON schema dict);
-    `path_params` maps each path parameter to its JSON schema (with a description).
+    `path_params` maps each path parameter to its JSON schema (with a description); `other_responses`
+    documents non-200 answers that are not the error envelope.
     """
 
     def attach(view: Callable) -> Callable:
         view.openapi = {"summary": summary, "response": response, "args": args, "path_params": path_params or {},
-                        "errors": errors, "media_types": media_types,
+                        "errors": errors, "media_types": media_types, "other": other_responses or {},
                         "description": description or (view.__doc__ or "").strip()}
         return view
 
@@ -79,9 +82,12 @@ def _operation(doc: dict[str, Any], endpoint: str) -> dict[str, Any]:
         parameters.append({"in": "query", "schema": doc["args"]})
     responses: dict[str, Any] = {"200": {"description": "OK", "content": {
         media: {"schema": doc["response"]} for media in doc["media_types"]}}}
-    for status in doc["errors"]:
+    errors = set(doc["errors"]) | ({404} if doc["path_params"] else set())
+    for status in sorted(errors):
         responses[str(status)] = {"description": _ERRORS[status], "content": {
             "application/json": {"schema": "Error"}}}
+    for status, schema in doc["other"].items():
+        responses[str(status)] = {"description": _ERRORS[status], "content": {"application/json": {"schema": schema}}}
     operation = {"operationId": endpoint.replace(".", "_"), "summary": doc["summary"], "parameters": parameters,
                  "responses": responses}
     if doc["description"]:
@@ -111,13 +117,15 @@ def openapi_json() -> Response:
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Panopticon API</title>
 <link rel="icon" href="docs/assets/favicon-32x32.png">
-<link rel="stylesheet" href="docs/assets/swagger-ui.css"></head>
+<link rel="stylesheet" href="docs/assets/swagger-ui.css">
+<link rel="stylesheet" href="docs/assets/index.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="docs/assets/swagger-ui-bundle.js"></script>
 <script src="docs/assets/swagger-ui-standalone-preset.js"></script>
 <script>
 window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui", deepLinking: true,
-  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset], layout: "StandaloneLayout"});
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+  plugins: [SwaggerUIBundle.plugins.DownloadUrl], layout: "StandaloneLayout"});
 </script></body></html>
 """
 

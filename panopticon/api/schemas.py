@@ -145,9 +145,9 @@ class ErrorSchema(Schema):
 
 
 class HttpSchema(Schema):
-    method = fields.String(allow_none=True)
-    route = fields.String(allow_none=True)
-    status_code = fields.Integer(allow_none=True)
+    method = _nullable(fields.String)
+    route = _nullable(fields.String)
+    status_code = _nullable(fields.Integer)
 
 
 class SpanSchema(Schema):
@@ -163,8 +163,7 @@ class SpanSchema(Schema):
     start_time = _req(fields.String())
     end_time = _req(fields.String())
     duration_ms = _req(fields.Float())
-    http = _req(fields.Raw(allow_none=True, metadata={
-        "type": "object", "nullable": True, "description": "{method, route, status_code} when the span had one."}))
+    http = _nullable(fields.Nested, nested=HttpSchema, metadata={"description": "When the span had HTTP data."})
     attributes = _req(fields.Dict())
     is_root = _req(fields.Boolean())
     is_request = _req(fields.Boolean(metadata={"description": "A SERVER span, or a root span without kind."}))

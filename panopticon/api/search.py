@@ -7,7 +7,16 @@ from flask import Blueprint, Response, jsonify
 from panopticon.api import params, schemas
 from panopticon.api.openapi import operation
 from panopticon.exceptions import InvalidParameter
-from panopticon.query.search import LEVELS, LogQuery, Page, SpanQuery, search_logs, search_spans
+from panopticon.query.search import (
+    LEVELS,
+    LogQuery,
+    Page,
+    SpanQuery,
+    log_cursor,
+    search_logs,
+    search_spans,
+    span_cursor,
+)
 from panopticon.query.timeparse import TimeRange, iso
 
 blueprint = Blueprint("search", __name__)
@@ -45,15 +54,15 @@ def spans() -> Response:
                       error=args.get("error"), min_duration_ms=low, max_duration_ms=high,
                       trace_id=args.get("trace_id"), span_id=args.get("span_id"),
                       parent_span_id=args.get("parent_span_id"))
-    page = search_spans(params.store(), query, sort, limit=limit, cursor=args.get("cursor"),
-                        timeout=params.timeout())
+    after = span_cursor(args.get("cursor"), sort)
+    page = search_spans(params.store(), query, sort, limit=limit, after=after, timeout=params.timeout())
     return _page_response(page, window)
 
 
 @blueprint.get("/query/services/<serviceName>/traces")
 @operation(summary="Traces (root spans) of one service.", args=schemas.ServiceTracesArgs,
            response=schemas.SpanPageSchema, path_params=SERVICE_PARAM)
-def service_traces(serviceName: str) -> Response:  # noqa: N803 - the seed's path parameter name
+def service_traces(serviceName: str) -> Response:  # the seed names path parameters in camelCase
     """Root spans of the service by status, latency and time range; default range: the last 15 minutes."""
     service = params.path_text(serviceName, "serviceName")
     args = params.load_args(_SERVICE_TRACE_ARGS)
@@ -62,8 +71,8 @@ def service_traces(serviceName: str) -> Response:  # noqa: N803 - the seed's pat
     low, high = _durations(args)
     query = SpanQuery(window, service=service, environment=args.get("environment"), status=args.get("status"),
                       error=args.get("error"), min_duration_ms=low, max_duration_ms=high, roots_only=True)
-    page = search_spans(params.store(), query, sort, limit=limit, cursor=args.get("cursor"),
-                        timeout=params.timeout())
+    after = span_cursor(args.get("cursor"), sort)
+    page = search_spans(params.store(), query, sort, limit=limit, after=after, timeout=params.timeout())
     return _page_response(page, window)
 
 
@@ -88,6 +97,6 @@ def logs() -> Response:
     query = LogQuery(window, service=args.get("service"), environment=args.get("environment"),
                      levels=_levels(args.get("level")), trace_id=args.get("trace_id"), span_id=args.get("span_id"),
                      text=args.get("q"))
-    page = search_logs(params.store(), query, sort, limit=limit, cursor=args.get("cursor"),
-                       timeout=params.timeout())
+    after = log_cursor(args.get("cursor"), sort)
+    page = search_logs(params.store(), query, sort, limit=limit, after=after, timeout=params.timeout())
     return _page_response(page, window)

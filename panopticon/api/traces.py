@@ -18,7 +18,7 @@ _ARGS = schemas.TraceArgs()
            response=schemas.TraceSchema, errors=(400, 401, 404, 503),
            path_params={"traceId": {"type": "string", "minLength": 1, "maxLength": 128,
                                     "description": "Trace id."}})
-def trace(traceId: str) -> Response:  # noqa: N803 - the seed's path parameter name
+def trace(traceId: str) -> Response:  # the seed names path parameters in camelCase
     """Every span and log of the trace (optionally of one service / environment); 404 when none exists."""
     trace_id = params.path_id(traceId, "traceId")
     args = params.load_args(_ARGS)

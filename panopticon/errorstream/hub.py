@@ -34,7 +34,10 @@ log = logging.getLogger(__name__)
 # Logs stored up to this long before the last one seen may still be published after it (two worker
 # tasks finish in the opposite order); catch-up and gap fill look back this far and drop what was sent.
 REORDER_MARGIN_MS = 60_000
-YIELD_EVERY = 64  # messages delivered between yields, so socket writers run during a burst
+# During a burst the subscriber reads from one buffer without blocking, so it yields to the socket
+# writers every few messages, and at once when some queue is half full: a client that keeps up must
+# never overflow just because its writer was not scheduled.
+YIELD_EVERY = 16
 
 
 class ClientQueue:
@@ -75,10 +78,12 @@ class Subscriber:
     queue: ClientQueue
     wake: threading.Event = field(default_factory=threading.Event)
 
-    def offer(self, message: LiveMessage) -> None:
-        if self.filter.matches(message.service, message.environment, message.level_num):
-            if self.queue.offer(message):
-                self.wake.set()
+    def offer(self, message: LiveMessage) -> bool:
+        """Queue the message if wanted; True when the queue is now at least half full."""
+        wanted = self.filter.matches(message.service, message.environment, message.level_num)
+        if wanted and self.queue.offer(message):
+            self.wake.set()
+        return len(self.queue) * 2 >= self.queue.limit
 
 
 class RecentWindow:
@@ -132,6 +137,7 @@ class Hub:
         self.delivered = 0
         self.repeats = 0
         self.invalid = 0
+        self.pressure = False  # some queue was half full after the last delivery
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._running = True
@@ -155,8 +161,10 @@ class Hub:
             self.repeats += 1
             return False
         self.delivered += 1
+        pressure = False
         for subscriber in list(self.subscribers):
-            subscriber.offer(message)
+            pressure |= subscriber.offer(message)
+        self.pressure = pressure
         return True
 
     def deliver_raw(self, raw: bytes) -> None:
@@ -215,9 +223,9 @@ class Hub:
             if message["type"] == "message":
                 self.deliver_raw(message["data"])
                 since_yield += 1
-                if since_yield >= YIELD_EVERY:
+                if since_yield >= YIELD_EVERY or self.pressure:
                     since_yield = 0
-                    time.sleep(0)  # a burst is read from one buffer: let the socket writers run
+                    time.sleep(0)  # let the socket writers run (a greenlet switch under gevent)
 
     def _catch_up(self) -> None:
         """After an outage: deliver what was stored since the last message seen (repeats are dropped)."""

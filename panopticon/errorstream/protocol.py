@@ -141,9 +141,10 @@ class StreamParams:
 def parse_stream_params(args: dict[str, str]) -> StreamParams:
     """Validate the query string; raises ValidationError with one message per wrong parameter."""
     schema = StreamParamsSchema()
-    unknown = sorted(set(args) - set(schema.fields))
-    if unknown:
-        raise ValidationError({name: ["unknown parameter"] for name in unknown})
+    problems: dict[str, Any] = {name: ["unknown parameter"] for name in set(args) - set(schema.fields)}
+    problems.update(schema.validate(args))
+    if problems:
+        raise ValidationError(problems)
     loaded = schema.load(args)
     service, environment = loaded["service"], loaded["environment"]
     return StreamParams(

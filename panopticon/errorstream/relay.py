@@ -22,6 +22,7 @@ import orjson
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from panopticon import telemetry
 from panopticon.errorstream.protocol import envelope, iso_to_ms, make_cursor
 from panopticon.kafka import consumer_config, ensure_topics
 from panopticon.settings import Settings
@@ -124,6 +125,7 @@ class Relay:
                     pipe.publish(self.settings.error_channel, body)
                 pipe.execute()
                 self.published += len(batch)
+                telemetry.ERRORS_RELAYED.inc(len(batch))
                 return
             except (redis.RedisError, OSError) as exc:
                 log.warning("redis publish failed (%s); %d error logs held, retrying in %.1fs", exc, len(batch),
@@ -158,6 +160,7 @@ class Relay:
 
 def run_relay(settings: Settings) -> None:
     relay = Relay(settings)
+    telemetry.serve(settings.relay_metrics_port)
     signal.signal(signal.SIGTERM, relay.stop)
     signal.signal(signal.SIGINT, relay.stop)
     relay.run()

@@ -202,28 +202,42 @@ def log_filter(q: LogQuery) -> dict[str, Any]:
     ], must=[f.match_text("message", q.text)] if q.text else None)
 
 
-def search_spans(store: SearchStore, q: SpanQuery, sort: Sort, *, limit: int, cursor: str | None,
-                 timeout: float) -> Page:
-    return _page(store, store.name(TRACES), span_filter(q), sort, SPAN_SORTS, SPAN_TIEBREAK, span_out,
-                 limit=limit, cursor=cursor, timeout=timeout)
+def span_cursor(cursor: str | None, sort: Sort) -> list[Any] | None:
+    """The `search_after` values of a span cursor (checked before any engine call), or None."""
+    return _after(cursor, sort, SPAN_SORTS, SPAN_TIEBREAK)
 
 
-def search_logs(store: SearchStore, q: LogQuery, sort: Sort, *, limit: int, cursor: str | None,
-                timeout: float) -> Page:
-    return _page(store, store.name(LOGS), log_filter(q), sort, LOG_SORTS, LOG_TIEBREAK, log_out,
-                 limit=limit, cursor=cursor, timeout=timeout)
+def log_cursor(cursor: str | None, sort: Sort) -> list[Any] | None:
+    return _after(cursor, sort, LOG_SORTS, LOG_TIEBREAK)
 
 
-def _page(store, index, query, sort: Sort, allowed: dict[str, str], tiebreak: tuple[str, ...], shape, *,
-          limit: int, cursor: str | None, timeout: float) -> Page:
+def _after(cursor: str | None, sort: Sort, allowed: dict[str, str], tiebreak: tuple[str, ...]) -> list[Any] | None:
     if sort.field not in allowed:
         raise InvalidParameter("sort", f"must be one of {', '.join(allowed)}")
-    fields = [allowed[sort.field], *tiebreak]
+    return decode_cursor(cursor, sort, [allowed[sort.field], *tiebreak]) if cursor else None
+
+
+def search_spans(store: SearchStore, q: SpanQuery, sort: Sort, *, limit: int, after: list[Any] | None,
+                 timeout: float) -> Page:
+    """One page of spans; `after` comes from `span_cursor`."""
+    return _page(store, store.name(TRACES), span_filter(q), sort, [SPAN_SORTS[sort.field], *SPAN_TIEBREAK],
+                 span_out, limit=limit, after=after, timeout=timeout)
+
+
+def search_logs(store: SearchStore, q: LogQuery, sort: Sort, *, limit: int, after: list[Any] | None,
+                timeout: float) -> Page:
+    """One page of logs; `after` comes from `log_cursor`."""
+    return _page(store, store.name(LOGS), log_filter(q), sort, [LOG_SORTS[sort.field], *LOG_TIEBREAK],
+                 log_out, limit=limit, after=after, timeout=timeout)
+
+
+def _page(store, index, query, sort: Sort, fields: list[str], shape, *, limit: int, after: list[Any] | None,
+          timeout: float) -> Page:
     order = [{name: {"order": sort.order}} for name in fields]
     # One extra hit says whether another page exists, so the last page never hands out a dead cursor.
     body: dict[str, Any] = {"query": query, "sort": order, "size": limit + 1, "track_total_hits": True}
-    if cursor:
-        body["search_after"] = decode_cursor(cursor, sort, fields)
+    if after:
+        body["search_after"] = after
     answer = run_search(store, index, body, timeout)
     found = hits(answer)
     page, more = found[:limit], len(found) > limit

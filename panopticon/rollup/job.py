@@ -34,6 +34,7 @@ WATERMARK_ID = "rollup-watermark"
 # Keys per composite page. Each key carries a histogram of up to ~2000 buckets (1 us .. 1000 s at
 # 0.5 %), and the engine refuses answers over search.max_buckets (65535 by default).
 PAGE_KEYS = 25
+BULK_DOCS = 500
 _EXEMPLAR = {"size": 1, "sort": [{"duration_ms": "desc"}, {"span_id": "asc"}],
              "_source": ["trace_id", "span_id", "duration_ms"]}
 
@@ -42,10 +43,12 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-# --- one window -----------------------------------------------------------------------------------
-def window_body(start_ms: int, end_ms: int, after: dict | None = None) -> dict[str, Any]:
-    """ONE aggregation for a window: per (service, environment, endpoint) everything a document needs."""
+# --- windows ------------------------------------------------------------------------------------
+def windows_body(start_ms: int, end_ms: int, width_ms: int, after: dict | None = None) -> dict[str, Any]:
+    """ONE aggregation for the windows in [start_ms, end_ms): per (window, service, environment, endpoint)
+    everything a document needs. Catch-up asks for up to an hour of windows at once, page by page."""
     composite: dict[str, Any] = {"size": PAGE_KEYS, "sources": [
+        {"window": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{width_ms}ms"}}},
         {"service": {"terms": {"field": "service_name"}}},
         {"environment": {"terms": {"field": "environment"}}},
         {"endpoint": {"terms": {"field": "endpoint"}}},
@@ -72,7 +75,7 @@ def window_body(start_ms: int, end_ms: int, after: dict | None = None) -> dict[s
 
 
 def row_from_bucket(bucket: dict[str, Any]) -> Row:
-    """One composite bucket of `window_body` as a Row."""
+    """One composite bucket of `windows_body` as a Row."""
     histogram = Histogram()
     for entry in bucket["histogram"]["buckets"]:
         histogram.add_bucket(entry["key"], entry["doc_count"])
@@ -95,19 +98,20 @@ def _top_hit(agg: dict[str, Any]) -> dict[str, Any] | None:
     return {"trace_id": source["trace_id"], "span_id": source["span_id"], "duration_ms": source["duration_ms"]}
 
 
-def aggregate_window(store: SearchStore, start_ms: int, end_ms: int) -> dict[Key, Row]:
-    """Rows per endpoint key plus the per-service totals, for the requests started in [start_ms, end_ms)."""
-    rows: dict[Key, Row] = {}
+def aggregate_windows(store: SearchStore, start_ms: int, end_ms: int, width_ms: int) -> dict[int, dict[Key, Row]]:
+    """{window start: rows per endpoint key plus per-service totals} for requests started in [start_ms, end_ms)."""
+    windows: dict[int, dict[Key, Row]] = {}
     after = None
     while True:
-        answer = store.search(store.name(TRACES), window_body(start_ms, end_ms, after))
+        answer = store.search(store.name(TRACES), windows_body(start_ms, end_ms, width_ms, after))
         keys = (answer.get("aggregations") or {}).get("keys") or {}
         for bucket in keys.get("buckets", []):
             k = bucket["key"]
+            rows = windows.setdefault(int(k["window"]), {})
             rows[Key(k["service"], k["environment"], k["endpoint"])] = row_from_bucket(bucket)
         after = keys.get("after_key")
         if not keys.get("buckets") or not after:
-            return with_service_totals(rows)
+            return {window: with_service_totals(rows) for window, rows in windows.items()}
 
 
 def with_service_totals(rows: dict[Key, Row]) -> dict[Key, Row]:
@@ -118,28 +122,41 @@ def with_service_totals(rows: dict[Key, Row]) -> dict[Key, Row]:
     return out
 
 
-def write_rows(store: SearchStore, tier: str, window_ms: int, rows: dict[Key, Row], now: int) -> int:
-    """Overwrite the documents of one window; raises if the engine did not store every one."""
-    items = [(docs.doc_id(tier, key, window_ms), orjson.dumps(docs.to_document(tier, key, window_ms, row, now)))
+def write_rows(store: SearchStore, tier: str, windows: dict[int, dict[Key, Row]], now: int) -> int:
+    """Overwrite the documents of some windows (of one month); raises unless the engine stored every one."""
+    written = 0
+    items = [(docs.doc_id(tier, key, window), orjson.dumps(docs.to_document(tier, key, window, row, now)), window)
+             for window, rows in sorted(windows.items())
              for key, row in sorted(rows.items(), key=lambda kv: kv[0].sort_key())]
-    if not items:
-        return 0
-    results = store.index_many(docs.metrics_index(store.settings, window_ms), items)
+    for start in range(0, len(items), BULK_DOCS):
+        chunk = items[start:start + BULK_DOCS]
+        for index, group in groupby(chunk, key=lambda item: docs.metrics_index(store.settings, item[2])):
+            _check_stored(store.index_many(index, [(doc_id, body) for doc_id, body, _ in group]))
+        written += len(chunk)
+    return written
+
+
+def _check_stored(results: list) -> None:
     failed = [item for item in results if item.status not in (200, 201)]
     if failed:
         first = failed[0]
         problem = f"{len(failed)} rollup documents not stored, first: {first.status} {first.error_type}: {first.reason}"
         raise EngineUnavailable(problem) if any(item.transient for item in failed) else EngineRejected(problem)
-    return len(items)
+
+
+def roll_span(store: SearchStore, start_ms: int, end_ms: int, *, now: int | None = None) -> int:
+    """Roll up every window in [start_ms, end_ms) (window-aligned; an hour or less keeps pages small)."""
+    width = store.settings.rollup_bucket_minutes * 60_000
+    windows = aggregate_windows(store, start_ms, end_ms, width)
+    return write_rows(store, docs.minute_tier(store.settings.rollup_bucket_minutes), windows,
+                      now if now is not None else now_ms())
 
 
 def roll_window(store: SearchStore, window_ms: int, *, now: int | None = None) -> int:
-    """Roll up one window of ROLLUP_BUCKET_MINUTES; returns how many documents were written."""
+    """Roll up the one window holding `window_ms`; returns how many documents were written."""
     width = store.settings.rollup_bucket_minutes * 60_000
     window_ms = floor_to(window_ms, width)
-    rows = aggregate_window(store, window_ms, window_ms + width)
-    return write_rows(store, docs.minute_tier(store.settings.rollup_bucket_minutes), window_ms, rows,
-                      now if now is not None else now_ms())
+    return roll_span(store, window_ms, window_ms + width, now=now)
 
 
 # --- one hour -------------------------------------------------------------------------------------
@@ -153,7 +170,7 @@ def roll_hour(store: SearchStore, hour_ms: int, *, now: int | None = None) -> in
     tier = docs.minute_tier(settings.rollup_bucket_minutes)
     for _, document in scan_documents(store, index, [{"term": {"tier": tier}}], hour_ms, hour_ms + HOUR_MS):
         rows.setdefault(docs.key_of(document), Row()).merge(docs.row_of(document))
-    return write_rows(store, HOURLY, hour_ms, rows, now if now is not None else now_ms())
+    return write_rows(store, HOURLY, {hour_ms: rows} if rows else {}, now if now is not None else now_ms())
 
 
 # --- the watermark --------------------------------------------------------------------------------
@@ -214,14 +231,14 @@ class RunResult:
 
 def roll_windows(store: SearchStore, windows: Iterable[int], closed_until_ms: int, now: int, result: RunResult,
                  *, advance: bool) -> None:
-    """Roll windows oldest first, hour by hour; after each hour, roll it if closed and save progress."""
+    """Roll windows oldest first, an hour at a time; after each hour, roll it if closed and save progress."""
     width = store.settings.rollup_bucket_minutes * 60_000
     for _, group in groupby(sorted(windows), key=lambda w: floor_to(w, HOUR_MS)):
         group = list(group)
-        for window in group:
-            result.documents += roll_window(store, window, now=now)
-            result.windows.append(window)
+        # Windows of one hour come contiguous from the planners; one aggregation covers them all.
         done_until = group[-1] + width
+        result.documents += roll_span(store, group[0], done_until, now=now)
+        result.windows.extend(group)
         for hour in closed_hours(group, min(done_until, closed_until_ms)):
             result.documents += roll_hour(store, hour, now=now)
             result.hours.append(hour)

@@ -6,9 +6,10 @@ ROLLUP_THRESHOLD_MINUTES, already rolled up: before the watermark) and the raw p
 `raw_aggregates`, so the query layer merges both with `Aggregate.merge` and computes percentiles once
 per bucket from the merged histogram (exact merges: never an average of percentiles).
 
-Return shape of both: {(bucket_start_ms, group): Aggregate}. Buckets are aligned to the epoch (as the
-engine's date_histogram aligns them), `bucket_start_ms` is `start_ms` when no interval is given, and
-`group` is the endpoint (group_by="endpoint"), the service (group_by="service") or None.
+Return shape of both (`query/raw.py` `Key`): {key: Aggregate} where key is `(group, bucket_start_ms)`
+with a group_by and an interval, `group` with only a group_by, `bucket_start_ms` with only an interval,
+and None with neither. Buckets are aligned to the epoch (as the engine's date_histogram aligns them);
+`group` is the endpoint (group_by="endpoint") or the service (group_by="service").
 
 Tiers: hourly documents answer the whole hours inside the range when the bucket size allows it (no
 interval, or a multiple of an hour); window documents answer the edges. A 7-day range therefore reads
@@ -33,7 +34,14 @@ from panopticon.storage import SearchStore
 GROUPS = ("endpoint", "service")
 PAGE_SIZE = 2000
 Range = tuple[int, int]
-AggregateKey = tuple[int, str | None]
+AggregateKey = Any  # None, a bucket start (int ms), a group (str), or (group, bucket start)
+
+
+def aggregate_key(group: str | None, bucket_ms: int | None, *, grouped: bool, timed: bool) -> AggregateKey:
+    """The key shape shared with the raw path, so rollup and raw Aggregates merge by key."""
+    if grouped and timed:
+        return group, bucket_ms
+    return group if grouped else bucket_ms if timed else None
 
 
 class RangePlan(NamedTuple):
@@ -103,10 +111,11 @@ def read_rollups(store: SearchStore, *, service: str | None, environment: str | 
     for tier, seg_start, seg_end in answer.segments:
         index = docs.metrics_indices(settings, seg_start, seg_end)
         for at_ms, document in scan_documents(store, index, [*filters, {"term": {"tier": tier}}], seg_start, seg_end):
-            bucket = start_ms if interval_ms is None else floor_to(at_ms, interval_ms)
+            bucket = None if interval_ms is None else floor_to(at_ms, interval_ms)
             group = document["endpoint"] if group_by == "endpoint" else (
                 document["service_name"] if group_by == "service" else None)
-            answer.aggregates.setdefault((bucket, group), Aggregate()).merge(docs.aggregate_of(document))
+            key = aggregate_key(group, bucket, grouped=group_by is not None, timed=interval_ms is not None)
+            answer.aggregates.setdefault(key, Aggregate()).merge(docs.aggregate_of(document))
             answer.documents += 1
     return answer
 
@@ -114,7 +123,7 @@ def read_rollups(store: SearchStore, *, service: str | None, environment: str | 
 def rollup_aggregates(store: SearchStore, *, service: str | None, environment: str | None, endpoint: str | None,
                       start_ms: int, end_ms: int, interval_ms: int | None,
                       group_by: str | None) -> dict[AggregateKey, Aggregate]:
-    """{(bucket_start_ms, group): Aggregate} for a window-aligned range that `split_range` gave to rollups.
+    """{key: Aggregate} (see the module docstring) for a window-aligned range `split_range` gave to rollups.
 
     Raises InvalidParameter when the range or bucket size cannot be answered from whole windows.
     """
@@ -164,15 +173,15 @@ def scan_documents(store: SearchStore, index: str, filters: list[dict[str, Any]]
 def aggregates_to_json(aggregates: dict[AggregateKey, Aggregate]) -> bytes:
     """Bytes for a Redis cache entry; histograms stay histograms, so cached answers merge like fresh ones."""
     rows = []
-    for (bucket, group), a in aggregates.items():
+    for key, a in aggregates.items():
         indexes, counts = a.histogram.to_arrays()
-        rows.append([bucket, group, a.requests, a.errors, a.duration_sum, a.duration_min, a.duration_max,
-                     indexes, counts])
+        rows.append([key, a.requests, a.errors, a.duration_sum, a.duration_min, a.duration_max, indexes, counts])
     return orjson.dumps(rows)
 
 
 def aggregates_from_json(raw: bytes) -> dict[AggregateKey, Aggregate]:
     out: dict[AggregateKey, Aggregate] = {}
-    for bucket, group, requests, errors, total, low, high, indexes, counts in orjson.loads(raw):
-        out[(bucket, group)] = Aggregate(requests, errors, total, low, high, Histogram.from_arrays(indexes, counts))
+    for key, requests, errors, total, low, high, indexes, counts in orjson.loads(raw):
+        key = tuple(key) if isinstance(key, list) else key  # JSON turned the (group, bucket) tuple into a list
+        out[key] = Aggregate(requests, errors, total, low, high, Histogram.from_arrays(indexes, counts))
     return out

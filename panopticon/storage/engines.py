@@ -123,8 +123,9 @@ class ElasticsearchTransport:
         from elasticsearch import ApiError
 
         client = self._client if timeout is None else self._client.options(request_timeout=timeout)
-        headers = {"accept": "application/json", **({"content-type": "application/json"} if body else {}),
-                   **(headers or {})}
+        # `is not None`: an empty body ({} or b"") still needs a content-type, or the client raises ValueError.
+        headers = {"accept": "application/json",
+                   **({"content-type": "application/json"} if body is not None else {}), **(headers or {})}
         if params:
             path = f"{path}?{urlencode(params)}"
         try:
@@ -142,10 +143,21 @@ class ElasticsearchTransport:
 
 
 def detect_engine(settings: Settings) -> EngineInfo:
-    """Ask the node what it is. OpenSearch says so in `version.distribution`; Elasticsearch does not."""
+    """Ask the node what it is. OpenSearch says so in `version.distribution`; Elasticsearch does not.
+
+    OpenSearch always serves `GET /`; Elasticsearch 9 serves it from its `rest-root` module, which
+    builds without it (Maven Central's integ-test zip) lack: they answer 405, and the version is
+    read from the node info instead.
+    """
     probe = OpenSearchTransport(settings)
     try:
-        root = probe.request("GET", "/")
+        try:
+            root = probe.request("GET", "/")
+        except EngineRejected as exc:
+            if exc.status not in (404, 405):
+                raise
+            nodes = probe.request("GET", "/_nodes/_local", params={"filter_path": "nodes.*.version"})
+            return EngineInfo("elasticsearch", str(next(iter(nodes["nodes"].values()))["version"]))
     finally:
         probe.close()
     version = root.get("version", {})

@@ -69,6 +69,9 @@ class SearchStore:
         try:
             self.transport.request("PUT", f"/_data_stream/{name}")
         except EngineRejected as exc:
+            if _missing_api(exc):
+                raise StorageError(f"{self.engine.name} {self.engine.version} has no data streams API (its "
+                                   f"data-streams module is missing); panopticon needs data streams: {exc}") from exc
             if "already_exists" not in str(exc):
                 raise
 
@@ -85,7 +88,14 @@ class SearchStore:
         names = templates.retention_policy_names(self.settings)
         if self.engine.name == "elasticsearch":
             for stream, policy in names.items():
-                self.transport.request("PUT", f"/_ilm/policy/{policy}", body=templates.ilm_policy(days[stream]))
+                try:
+                    self.transport.request("PUT", f"/_ilm/policy/{policy}", body=templates.ilm_policy(days[stream]))
+                except EngineRejected as exc:
+                    if _missing_api(exc):
+                        raise StorageError(f"elasticsearch {self.engine.version} has no ILM API (its index "
+                                           f"lifecycle module is missing); panopticon needs ILM for retention "
+                                           f"on Elasticsearch: {exc}") from exc
+                    raise
             return
         if not self.settings.use_ism:
             log.warning("retention is not applied: USE_ISM=false on OpenSearch; delete old backing indices of "
@@ -162,20 +172,37 @@ class SearchStore:
 
     # --- tests and operators ------------------------------------------------------------------------
     def delete_namespace(self) -> None:
-        """Delete every data stream, index and template of this prefix (never without a prefix)."""
+        """Delete every data stream, index and template of this prefix (never without a prefix).
+
+        Indices are deleted by name: Elasticsearch 8+ refuses wildcard deletes by default
+        (`action.destructive_requires_name`). An engine without the data streams API cannot delete
+        data streams, so that step is skipped there.
+        """
         prefix = self.settings.index_prefix
         if not prefix:
             raise StorageError("refusing to delete a namespace without INDEX_PREFIX")
-        for path in (f"/_data_stream/{prefix}*", f"/{prefix}*", f"/_index_template/{prefix}*"):
-            try:
-                self.transport.request("DELETE", path, params={"expand_wildcards": "all"}
-                                       if not path.startswith("/_") else None)
-            except EngineRejected as exc:
-                if exc.status != 404:
-                    raise
+        try:
+            self.transport.request("DELETE", f"/_data_stream/{prefix}*")
+        except EngineRejected as exc:
+            if exc.status != 404 and not _missing_api(exc):
+                raise
+        resolved = self.transport.request("GET", f"/_resolve/index/{prefix}*", params={"expand_wildcards": "all"})
+        indices = [index["name"] for index in resolved.get("indices", [])]
+        if indices:
+            self.transport.request("DELETE", "/" + ",".join(indices), params={"expand_wildcards": "all"})
+        try:
+            self.transport.request("DELETE", f"/_index_template/{prefix}*")
+        except EngineRejected as exc:
+            if exc.status != 404:
+                raise
 
     def close(self) -> None:
         self.transport.close()
+
+
+def _missing_api(exc: EngineRejected) -> bool:
+    """Elasticsearch answers 400 "no handler found for uri" for an API whose module is not installed."""
+    return exc.status == 400 and "no handler found" in str(exc)
 
 
 def _bulk_items(items: Sequence[tuple[str, bytes]], answer: dict[str, Any], op: str) -> list[BulkItem]:

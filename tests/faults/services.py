@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from panopticon.settings import Settings
@@ -55,7 +56,7 @@ class PrivateStack:
         pid = self.pid(service)
         os.kill(pid, signal.SIGKILL)
         while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
-            os.sched_yield()
+            time.sleep(0.05)
 
     def settings(self, base: Settings, *services: str) -> Settings:
         """`base` pointed at this stack's copies of `services`."""

@@ -44,6 +44,11 @@ class ProcessGroup:
                        "-n", f"{settings.celery_queue}-{len(self.running)}@%h"],
             "beat": [sys.executable, "-m", "celery", "-A", "panopticon", "beat", "--loglevel", "INFO",
                      "--schedule", str(self.logs / f"beat-{len(self.running)}")],
+            "relay": [sys.executable, "-m", "panopticon.errorstream"],
+            # As the Procfile's `ws`, on the test's WS_PORT.
+            "ws": [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{settings.ws_port}",
+                   "--worker-class", "gevent", "--worker-connections", "2100", "--workers", "1",
+                   "--graceful-timeout", "5", "--no-control-socket", "wsgi:ws_app"],
         }
         env = {**os.environ, **to_environ(settings), **(extra_env or {})}
         log_path = self.logs / f"{name}-{len(self.running)}.log"

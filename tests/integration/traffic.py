@@ -36,8 +36,13 @@ class Produced:
 
 
 def make_messages(run: str, count: int, bad_ratio: float = 0.01, seed: int = 7,
-                  start_ms: int | None = None) -> tuple[list[tuple[str, bytes]], Produced]:
-    """`count` messages, half spans and half logs, `bad_ratio` of them malformed; ids carry `run`."""
+                  start_ms: int | None = None, step_ms: int = 1, endpoints: int = 1,
+                  error_ratio: float = 0.0) -> tuple[list[tuple[str, bytes]], Produced]:
+    """`count` messages, half spans and half logs, `bad_ratio` of them malformed; ids carry `run`.
+
+    Message i is timed `start_ms + i * step_ms`; spans are spread over `endpoints` names and
+    `error_ratio` of them have status ERROR (rollup scenarios need more than one key per window).
+    """
     rng = random.Random(seed)
     now = start_ms if start_ms is not None else int(time.time() * 1000) - 60_000
     produced = Produced()
@@ -48,16 +53,18 @@ def make_messages(run: str, count: int, bad_ratio: float = 0.01, seed: int = 7,
             out.append((kind, rng.choice(BAD_MESSAGES)))
             produced.bad += 1
             continue
-        at = now + i
+        at = now + i * step_ms
         if kind == "span":
             trace, span = f"{run}-t{i // 7}", f"{run}-s{i}"
             camel = i % 4 == 1
+            name = "GET /x" if endpoints == 1 else f"GET /x{i % endpoints}"
+            status = "ERROR" if error_ratio and rng.random() < error_ratio else "OK"
             body = ({"traceId": trace, "spanId": span, "serviceName": f"{run}-svc", "startTime": at,
-                     "durationMs": rng.lognormvariate(3, 0.5), "name": "GET /x", "kind": "SERVER",
-                     "environment": "test", "status": "OK"} if camel else
+                     "durationMs": rng.lognormvariate(3, 0.5), "name": name, "kind": "SERVER",
+                     "environment": "test", "status": status} if camel else
                     {"trace_id": trace, "span_id": span, "service_name": f"{run}-svc", "start_time": at,
-                     "duration_ms": rng.lognormvariate(3, 0.5), "name": "GET /x", "kind": "SERVER",
-                     "environment": "test", "status": "OK"})
+                     "duration_ms": rng.lognormvariate(3, 0.5), "name": name, "kind": "SERVER",
+                     "environment": "test", "status": status})
             produced.span_ids.add(span)
         else:
             level = "ERROR" if rng.random() < 0.1 else "INFO"

@@ -1,0 +1,127 @@
+"""`python -m bench` (what `make bench` runs): every section, then latest.json, summary.md and the charts.
+
+    python -m bench                       # everything (under 20 minutes on 2 cores)
+    python -m bench --sections ingest     # one section
+    python -m bench --quick               # fewer sweep points and events, for trying the harness
+
+A section that cannot run (a missing part of the product, a stack problem) is recorded as
+"not run: <why>"; the others still run and latest.json is always written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import report
+from bench.env import ROOT, check_stack, machine, settings_record, stack_settings, versions
+
+RESULTS = ROOT / "bench" / "results"
+SECTIONS = ("ingest", "query", "errors")
+BEFORE_REF = "9a0a219"  # the last commit with the blocking lag() in the bridge
+
+log = logging.getLogger("bench")
+
+
+def _ingest(stack, out: dict, args: argparse.Namespace) -> None:
+    from bench import hotpath, ingest
+    from bench.data import sample_messages
+
+    events = args.events or (20_000 if args.quick else 60_000)
+    ingest.run(stack, out, events=events, logs_dir=args.logs, quick=args.quick)
+    profile_messages = sample_messages(10_000 if args.quick else 20_000, seed=3)
+    out["worker_profile"] = _guard(lambda: hotpath.profile_worker(stack, profile_messages, stack.bulk_batch_size,
+                                                                  RESULTS))
+    if not args.quick:
+        out["before_after"] = _guard(lambda: hotpath.before_after(stack, sample_messages(20_000, seed=5),
+                                                                  args.before_ref, args.logs))
+
+
+def _query(stack, out: dict, args: argparse.Namespace) -> None:
+    from bench import query
+
+    query.run(stack, out, quick=args.quick, logs_dir=args.logs)
+
+
+def _errors(stack, out: dict, args: argparse.Namespace) -> None:
+    from bench import errors
+
+    errors.run(stack, out, quick=args.quick, logs_dir=args.logs)
+
+
+RUNNERS: dict[str, Callable[..., None]] = {"ingest": _ingest, "query": _query, "errors": _errors}
+
+
+def _guard(work: Callable[[], dict]) -> dict:
+    try:
+        return work()
+    except Exception as exc:  # noqa: BLE001 - recorded, and the run goes on
+        log.exception("sub-measurement failed")
+        return {"not_run": f"{type(exc).__name__}: {exc}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma separated: ingest,query,errors")
+    parser.add_argument("--quick", action="store_true", help="fewer sweep points and events")
+    parser.add_argument("--events", type=int, default=0, help="events per ingest run (default 60000)")
+    parser.add_argument("--before-ref", default=BEFORE_REF, help="git ref of the bridge for the before/after")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and the charts go")
+    args = parser.parse_args(argv)
+    args.logs = Path("/tmp") / f"panopticon-bench-{int(time.time())}"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("opensearch", "elastic_transport", "urllib3", "panopticon.storage", "panopticon.kafka"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+    stack = stack_settings()
+    problems = check_stack(stack)
+    if problems:
+        print("bench: the stack is not usable: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        parser.error(f"--sections: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+
+    started = time.time()
+    results: dict[str, Any] = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "make bench  # = " + shlex.join(["python", "-m", "bench", *(argv or sys.argv[1:])]),
+        "machine": machine(), "versions": versions(stack), "settings": settings_record(stack),
+        "note": "The machine is shared: compare ratios measured side by side in this run, not absolute numbers "
+                "across runs.",
+    }
+    for section in SECTIONS:
+        out: dict[str, Any] = {}
+        results[section] = out
+        if section not in chosen:
+            out["not_run"] = "not selected (--sections)"
+            continue
+        section_started = time.time()
+        log.info("section %s", section)
+        try:
+            RUNNERS[section](stack, out, args)
+        except Exception as exc:  # noqa: BLE001 - one section failing must not lose the others
+            log.error("section %s failed:\n%s", section, traceback.format_exc())
+            out["not_run"] = f"{type(exc).__name__}: {exc}"
+        out["seconds"] = round(time.time() - section_started, 1)
+    results["seconds"] = round(time.time() - started, 1)
+    report.write(results, args.out)
+    log.info("wrote %s (%.0f s)", args.out / "latest.json", results["seconds"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "orjson"]

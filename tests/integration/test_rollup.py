@@ -1,0 +1,240 @@
+"""Rollups on the real engine: exact counts, percentiles within 1 % of numpy, late data, catch-up, beat."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from panopticon.api.app import create_app
+from panopticon.rollup import job
+from panopticon.rollup.aggregate import Aggregate
+from panopticon.rollup.documents import HOURLY, metrics_pattern
+from panopticon.rollup.read import read_rollups, rollup_aggregates, split_range
+from panopticon.rollup.windows import HOUR_MS, MINUTE_MS, floor_to
+from panopticon.settings import Settings
+from panopticon.storage import SearchStore, open_store
+from tests.integration.rollup_data import (
+    assert_matches_truth,
+    generate,
+    raw_aggregates,
+    span_message,
+    store_spans,
+    truth,
+)
+
+RANGES = {"1h": HOUR_MS, "6h": 6 * HOUR_MS, "24h": 24 * HOUR_MS}
+INTERVALS = {"1m": MINUTE_MS, "15m": 15 * MINUTE_MS, "1h": HOUR_MS, "whole range": None}
+GROUPS = {
+    "one service": dict(service="checkout", group_by=None),
+    "services": dict(service=None, group_by="service"),
+    "endpoints of a service": dict(service="checkout", group_by="endpoint"),
+}
+
+
+def _keep(service):
+    return (lambda d: d["service_name"] == service) if service else (lambda d: True)
+
+
+def _metrics(store: SearchStore) -> dict[str, dict]:
+    """Every rollup document by id, without updated_at (the one field a re-roll is meant to change)."""
+    pattern = metrics_pattern(store.settings)
+    store.refresh(pattern)
+    answer = store.search(pattern, {"size": 10_000, "query": {"match_all": {}}})
+    return {hit["_id"]: {k: v for k, v in hit["_source"].items() if k != "updated_at"}
+            for hit in answer["hits"]["hits"]}
+
+
+def _roll_until_current(store: SearchStore, now: int) -> int:
+    """roll_due until it has nothing new (a catch-up is split into runs of ROLLUP_MAX_WINDOWS_PER_RUN)."""
+    watermark = None
+    for _ in range(20):
+        result = job.roll_due(store, now)
+        if result.watermark_ms == watermark:
+            break
+        watermark = result.watermark_ms
+    store.refresh(metrics_pattern(store.settings))
+    return watermark
+
+
+@pytest.fixture(scope="module")
+def day_of_spans(stack: Settings):
+    """~6000 requests with known durations over the last 25 hours, rolled up to now.
+
+    Shared by the read-only tests of this module (rolling a day up is the slow part); it has its own
+    namespace, deleted afterwards.
+    """
+    settings = stack.replace(index_prefix=f"t{uuid.uuid4().hex[:8]}-", rollup_lookback_hours=26,
+                             rollup_max_windows_per_run=600)
+    store = open_store(settings, setup=True)
+    try:
+        now = job.now_ms()
+        documents = store_spans(store, generate(6000, now - 25 * HOUR_MS, now - 2 * MINUTE_MS), now)
+        watermark = _roll_until_current(store, now)
+        yield store, documents, now, watermark
+    finally:
+        store.delete_namespace()
+        store.close()
+
+
+def test_rollups_match_numpy_for_every_range_bucket_and_grouping(day_of_spans) -> None:
+    store, documents, now, watermark = day_of_spans
+    assert watermark == floor_to(now - store.settings.rollup_grace_seconds * 1000, MINUTE_MS)
+    end = floor_to(watermark, HOUR_MS) - HOUR_MS  # an hour boundary, so long ranges use hourly documents
+    for range_name, length in RANGES.items():
+        for interval_name, interval in INTERVALS.items():
+            for group_name, group in GROUPS.items():
+                label = f"{range_name} by {interval_name}, {group_name}"
+                # Shifted by 7 minutes: window documents at both edges, hourly ones in between.
+                for start, stop in ((end - length, end), (end - length - 7 * MINUTE_MS, end - 7 * MINUTE_MS)):
+                    answer = read_rollups(store, environment=None, endpoint=None, start_ms=start, end_ms=stop,
+                                          interval_ms=interval, **group)
+                    expected = truth(documents, start, stop, interval, group["group_by"], _keep(group["service"]))
+                    assert_matches_truth(answer.aggregates, expected, label)
+                    # The raw path's engine aggregation gives the very same histograms and counts.
+                    raw = raw_aggregates(store, start, stop, interval,
+                                         {"service": "service_name", "endpoint": "endpoint"}.get(group["group_by"]),
+                                         group["service"])
+                    assert {k: (a.requests, a.errors, a.histogram) for k, a in answer.aggregates.items()} == raw
+                    if interval in (None, HOUR_MS) and length > HOUR_MS:
+                        assert any(tier == HOURLY for tier, _, _ in answer.segments), label
+
+
+def test_a_week_reads_hourly_documents_not_minutes(day_of_spans) -> None:
+    store, _, _, watermark = day_of_spans
+    end = floor_to(watermark, HOUR_MS)
+    answer = read_rollups(store, service="checkout", environment="production", endpoint=None,
+                          start_ms=end - 7 * 24 * HOUR_MS, end_ms=end, interval_ms=None, group_by=None)
+    # 25 hours of data: one hourly document per hour that has requests, whatever the range.
+    assert 0 < answer.documents <= 26
+    assert [tier for tier, _, _ in answer.segments] == [HOURLY]
+
+
+def test_rollup_and_raw_parts_of_an_unaligned_range_add_up_exactly(day_of_spans) -> None:
+    """What the query path does: rollups for the old part, raw spans for the edges and the newest part."""
+    store, documents, now, watermark = day_of_spans
+    start, end = now - 24 * HOUR_MS + 12_345, now
+    plan = split_range(start, end, now_ms=now, threshold_minutes=60, window_ms=MINUTE_MS, watermark_ms=watermark,
+                       interval_ms=15 * MINUTE_MS)
+    assert plan.rollup is not None and plan.rollup[1] <= now - 60 * MINUTE_MS
+    merged: dict = {}
+    parts = rollup_aggregates(store, service="search", environment=None, endpoint=None, start_ms=plan.rollup[0],
+                              end_ms=plan.rollup[1], interval_ms=15 * MINUTE_MS, group_by=None)
+    for key, aggregate in parts.items():
+        merged.setdefault(key, Aggregate()).merge(aggregate)
+    for raw_start, raw_end in plan.raw:
+        for key, (requests, errors, histogram) in raw_aggregates(store, raw_start, raw_end, 15 * MINUTE_MS, None,
+                                                                  "search").items():
+            merged.setdefault(key, Aggregate()).merge(Aggregate(requests, errors, histogram=histogram))
+    expected = truth(documents, start, end, 15 * MINUTE_MS, None, _keep("search"))
+    assert {k: (a.requests, a.errors) for k, a in merged.items()} == {k: tuple(v[:2]) for k, v in expected.items()}
+
+
+def test_running_a_window_twice_changes_nothing(namespace: Settings, store: SearchStore) -> None:
+    now = job.now_ms()
+    window = floor_to(now, MINUTE_MS) - 5 * MINUTE_MS
+    store_spans(store, generate(300, window, window + MINUTE_MS), now)
+    assert job.roll_window(store, window) > 0
+    first = _metrics(store)
+    assert job.roll_window(store, window) == len(first)
+    assert _metrics(store) == first
+    # A backfill over it rewrites the same window documents (and adds the hour's, if the hour closed).
+    job.backfill(store, window - 10 * MINUTE_MS, window + 2 * MINUTE_MS)
+    after_backfill = _metrics(store)
+    assert {doc_id: d for doc_id, d in after_backfill.items() if d["tier"] == "1m"} == first
+    job.backfill(store, window - 10 * MINUTE_MS, window + 2 * MINUTE_MS)
+    assert _metrics(store) == after_backfill
+
+
+def test_a_late_span_is_counted_after_the_next_reroll(namespace: Settings, store: SearchStore) -> None:
+    # A clock 5.5 minutes into the previous hour, so the late minute (3 minutes before that hour) is in a
+    # closed hour: both its window document and the hourly document must take the late span in.
+    hour = floor_to(job.now_ms(), HOUR_MS) - HOUR_MS
+    now = hour + 5 * MINUTE_MS + 40_000
+    store_spans(store, generate(200, hour - 20 * MINUTE_MS, hour + 4 * MINUTE_MS), now)
+    job.roll_due(store, now)
+    late_minute = hour - 3 * MINUTE_MS
+    before = _window_requests(store, late_minute, "1m"), _window_requests(store, hour - HOUR_MS, HOURLY)
+
+    late = span_message(99_999_999, service="checkout", environment="production", endpoint="POST /orders",
+                        start_ms=late_minute + 30_000, duration_ms=12_345.0, error=True)
+    store_spans(store, [late], now + MINUTE_MS)
+    assert (_window_requests(store, late_minute, "1m"), _window_requests(store, hour - HOUR_MS, HOURLY)) == before
+
+    job.roll_due(store, now + MINUTE_MS)
+    assert _window_requests(store, late_minute, "1m") == before[0] + 1
+    assert _window_requests(store, hour - HOUR_MS, HOURLY) == before[1] + 1
+    hourly = rollup_aggregates(store, service="checkout", environment="production", endpoint="POST /orders",
+                               start_ms=hour - HOUR_MS, end_ms=hour, interval_ms=None, group_by=None)
+    assert hourly[None].duration_max == 12_345.0
+
+
+def _window_requests(store: SearchStore, window: int, tier: str) -> int:
+    """Requests of checkout/production/POST /orders in one window of one tier."""
+    store.refresh(metrics_pattern(store.settings))
+    answer = store.search(metrics_pattern(store.settings), {"size": 10, "query": {"bool": {"filter": [
+        {"term": {"tier": tier}}, {"term": {"endpoint": "POST /orders"}}, {"term": {"service_name": "checkout"}},
+        {"term": {"environment": "production"}}, {"range": {"@timestamp": {"gte": window, "lte": window}}}]}}})
+    hits = answer["hits"]["hits"]
+    assert len(hits) <= 1
+    return hits[0]["_source"]["requests"] if hits else 0
+
+
+def test_catch_up_fills_every_minute_missed_while_beat_was_stopped(namespace: Settings, store: SearchStore) -> None:
+    now = job.now_ms()
+    last_closed = floor_to(now - namespace.rollup_grace_seconds * 1000, MINUTE_MS)
+    documents = store_spans(store, generate(900, last_closed - 30 * MINUTE_MS, last_closed), now)
+    job.roll_due(store, now - 10 * MINUTE_MS)  # beat ran, then stopped for 10 minutes
+    assert job.get_watermark(store) == last_closed - 10 * MINUTE_MS
+    missed = range(last_closed - 10 * MINUTE_MS, last_closed, MINUTE_MS)
+    assert all(_service_requests(store, minute) == {} for minute in missed)
+
+    result = job.roll_due(store, now)  # beat is back
+    assert set(missed) <= set(result.windows)
+    assert job.get_watermark(store) == last_closed
+    store.refresh(metrics_pattern(store.settings))
+    for minute in missed:
+        expected = truth(documents, minute, minute + MINUTE_MS, None, "service")
+        assert _service_requests(store, minute) == {group: v[0] for group, v in expected.items()}, minute
+
+
+def _service_requests(store: SearchStore, minute: int) -> dict[str, int]:
+    answer = rollup_aggregates(store, service=None, environment=None, endpoint=None, start_ms=minute,
+                               end_ms=minute + MINUTE_MS, interval_ms=None, group_by="service")
+    return {group: aggregate.requests for group, aggregate in answer.items()}
+
+
+def test_watermark_never_moves_backwards(namespace: Settings, store: SearchStore) -> None:
+    job.advance_watermark(store, 2_000_000_000_000)
+    job.advance_watermark(store, 1_000_000_000_000)
+    assert job.get_watermark(store) == 2_000_000_000_000
+
+
+def test_backfill_command_rerolls_a_range_and_is_safe_to_repeat(namespace: Settings, store: SearchStore) -> None:
+    now = job.now_ms()
+    store_spans(store, generate(400, now - 40 * MINUTE_MS, now - 2 * MINUTE_MS), now)
+    runner = create_app(namespace).test_cli_runner()
+    outputs = []
+    for _ in range(2):
+        result = runner.invoke(args=["rollup", "backfill", "--from", "45m", "--to", "now"])
+        assert result.exit_code == 0, result.output
+        outputs.append(_metrics(store))
+    assert outputs[0] and outputs[0] == outputs[1]
+    bad = runner.invoke(args=["rollup", "backfill", "--from", "yesterday-ish"])
+    assert bad.exit_code == 2 and "ISO 8601" in bad.output
+
+
+def test_beat_and_worker_roll_up_on_their_own(namespace: Settings, store: SearchStore, processes) -> None:
+    settings = namespace.replace(rollup_interval_seconds=2, rollup_grace_seconds=0)
+    now = job.now_ms()
+    store_spans(store, generate(300, now - 20 * MINUTE_MS, now - MINUTE_MS), now)
+    processes.start("worker", settings)
+    beat = processes.start("beat", settings)
+    pattern = metrics_pattern(settings)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and job.get_watermark(store) is None:
+        time.sleep(1)
+    store.refresh(pattern)
+    assert job.get_watermark(store) is not None, beat.log_tail()
+    assert store.count(pattern, {"term": {"tier": "1m"}}) > 0

@@ -1,0 +1,106 @@
+"""The read-side planner: which part of a range rollups answer, and from which tier."""
+
+from __future__ import annotations
+
+import pytest
+
+from panopticon.exceptions import InvalidParameter
+from panopticon.rollup.aggregate import Aggregate
+from panopticon.rollup.histogram import Histogram
+from panopticon.rollup.read import (
+    RangePlan,
+    _check,
+    aggregate_key,
+    aggregates_from_json,
+    aggregates_to_json,
+    split_range,
+    tier_segments,
+)
+from panopticon.rollup.windows import HOUR_MS, MINUTE_MS
+
+H = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS  # an hour boundary
+M = MINUTE_MS
+
+
+def plan(start, end, *, now, watermark, interval=None, threshold=60):
+    return split_range(start, end, now_ms=now, threshold_minutes=threshold, window_ms=M, watermark_ms=watermark,
+                       interval_ms=interval)
+
+
+@pytest.mark.parametrize(
+    ("label", "args", "kwargs", "expected"),
+    [
+        ("old aligned range: all rollups", (H, H + 60 * M), dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS),
+         RangePlan((H, H + 60 * M), ())),
+        ("newest part is raw", (H, H + 5 * HOUR_MS), dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS),
+         RangePlan((H, H + 4 * HOUR_MS), ((H + 4 * HOUR_MS, H + 5 * HOUR_MS),))),
+        ("unaligned edges are raw", (H + 30_000, H + 10 * M + 5), dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS),
+         RangePlan((H + M, H + 10 * M), ((H + 30_000, H + M), (H + 10 * M, H + 10 * M + 5)))),
+        ("the watermark caps rollups (beat behind)", (H, H + 5 * HOUR_MS),
+         dict(now=H + 5 * HOUR_MS, watermark=H + 2 * HOUR_MS + 30_000),
+         RangePlan((H, H + 2 * HOUR_MS), ((H + 2 * HOUR_MS, H + 5 * HOUR_MS),))),
+        ("no watermark: nothing rolled up yet", (H, H + HOUR_MS), dict(now=H + 5 * HOUR_MS, watermark=None),
+         RangePlan(None, ((H, H + HOUR_MS),))),
+        ("range newer than the threshold", (H + 4 * HOUR_MS + M, H + 5 * HOUR_MS),
+         dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS),
+         RangePlan(None, ((H + 4 * HOUR_MS + M, H + 5 * HOUR_MS),))),
+        ("a bucket size that splits windows", (H, H + HOUR_MS),
+         dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS, interval=90_000), RangePlan(None, ((H, H + HOUR_MS),))),
+        ("a 15-minute bucket size", (H, H + HOUR_MS),
+         dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS, interval=15 * M), RangePlan((H, H + HOUR_MS), ())),
+        ("empty range", (H, H), dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS), RangePlan(None, ())),
+    ],
+)
+def test_split_range(label, args, kwargs, expected) -> None:
+    assert plan(*args, **kwargs) == expected, label
+
+
+def test_parts_cover_the_range_exactly_once() -> None:
+    start, end = H - 7 * 24 * HOUR_MS + 12_345, H + 17 * M + 999
+    result = plan(start, end, now=end, watermark=H + 10 * M)
+    parts = sorted([result.rollup, *result.raw])
+    assert parts[0][0] == start and parts[-1][1] == end
+    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+
+
+@pytest.mark.parametrize(
+    ("label", "start", "end", "interval", "expected"),
+    [
+        ("a week: hourly only", H - 168 * HOUR_MS, H, None, [("1h", H - 168 * HOUR_MS, H)]),
+        ("edges from minutes", H - 10 * M, H + 2 * HOUR_MS + 7 * M, None,
+         [("1m", H - 10 * M, H), ("1h", H, H + 2 * HOUR_MS), ("1m", H + 2 * HOUR_MS, H + 2 * HOUR_MS + 7 * M)]),
+        ("15-minute buckets need minutes", H, H + 2 * HOUR_MS, 15 * M, [("1m", H, H + 2 * HOUR_MS)]),
+        ("daily buckets can use hours", H, H + 2 * HOUR_MS, 24 * HOUR_MS, [("1h", H, H + 2 * HOUR_MS)]),
+        ("less than an hour", H + M, H + 50 * M, None, [("1m", H + M, H + 50 * M)]),
+    ],
+)
+def test_tier_segments(label, start, end, interval, expected) -> None:
+    assert tier_segments(start, end, M, interval, "1m") == expected, label
+
+
+@pytest.mark.parametrize(
+    ("args", "parameter"),
+    [((H + 1, H + M, M, None, None), "range"), ((H + M, H, M, None, None), "range"),
+     ((H, H + M, M, 90_000, None), "interval"), ((H, H + M, M, None, "host"), "group_by")],
+)
+def test_check_names_the_parameter(args, parameter) -> None:
+    with pytest.raises(InvalidParameter) as info:
+        _check(*args)
+    assert info.value.parameter == parameter
+
+
+@pytest.mark.parametrize(
+    ("group", "bucket", "grouped", "timed", "expected"),
+    [("GET /x", H, True, True, ("GET /x", H)), ("GET /x", None, True, False, "GET /x"), (None, H, False, True, H),
+     (None, None, False, False, None)],
+)
+def test_aggregate_key_has_the_raw_paths_shape(group, bucket, grouped, timed, expected) -> None:
+    assert aggregate_key(group, bucket, grouped=grouped, timed=timed) == expected
+
+
+@pytest.mark.parametrize("keys", [[("GET /x", H), ("GET /y", H + M)], ["GET /x", "GET /y"], [H, H + M], [None]])
+def test_cache_encoding_round_trips(keys) -> None:
+    values = [Aggregate(3, 1, 12.5, 1.0, 9.0, Histogram({10: 2, 700: 1})),
+              Aggregate(1, 0, 2.0, 2.0, 2.0, Histogram({300: 1}))]
+    aggregates = dict(zip(keys, values, strict=False))
+    assert aggregates_from_json(aggregates_to_json(aggregates)) == aggregates
