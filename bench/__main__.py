@@ -20,8 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from bench import report
 from bench.env import ROOT, check_stack, machine, settings_record, stack_settings, versions
 
@@ -123,5 +121,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-__all__ = ["main", "orjson"]

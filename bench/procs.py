@@ -82,10 +82,8 @@ class Launcher:
         """SIGTERM the process group, then SIGKILL what is left of it."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.popen.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.popen.wait(15)
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.popen.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -104,8 +104,10 @@ fetch() {
   mkdir -p "$CACHE"
   warn "fetching $ARTIFACT with Maven into ${CACHE#"$ROOT"/}"
   rm -rf "$HOME_DIR"
-  if ! mvn -q -B dependency:unpack -Dartifact="$ARTIFACT" -DoutputDirectory="$CACHE" \
-    -Dmdep.overWriteReleases=true >"$CACHE/mvn.log" 2>&1; then
+  # No pom here: without -DmarkersDirectory the plugin writes its marker to a literal
+  # "${project.basedir}/target" folder in the current directory.
+  if ! (cd "$CACHE" && mvn -q -B dependency:unpack -Dartifact="$ARTIFACT" -DoutputDirectory="$CACHE" \
+    -DmarkersDirectory="$CACHE/markers" -Dmdep.overWriteReleases=true) >"$CACHE/mvn.log" 2>&1; then
     tail -n 30 "$CACHE/mvn.log" >&2
     die "Maven could not fetch $ARTIFACT (full output: $CACHE/mvn.log)"
   fi

@@ -7,7 +7,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from panopticon.api import health, metrics, openapi, schemas, search, traces
+from panopticon.api import health, metrics, openapi, prometheus, schemas, search, traces
 from panopticon.api.errors import register_error_handlers
 from panopticon.api.security import init_security
 from panopticon.cli import register_commands
@@ -24,6 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # answers keep the field order of their documented schema
     app.url_map.converters["endpoint"] = metrics.EndpointConverter
     _init_request_ids(app)
+    prometheus.init_app(app)
     init_security(app, settings)
     register_error_handlers(app)
     _document_health()

@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 import redis
 
+from panopticon import telemetry
+
 log = logging.getLogger(__name__)
 
 KEY_VERSION = "v1"  # bump when the shape of a cached answer changes
@@ -36,6 +38,7 @@ class CacheStats:
     def count(self, outcome: str) -> None:
         with self._lock:
             setattr(self, outcome, getattr(self, outcome) + 1)
+        telemetry.CACHE_REQUESTS.labels(outcome.rstrip("s")).inc()
 
 
 class AnswerCache:

@@ -238,3 +238,24 @@ def test_beat_and_worker_roll_up_on_their_own(namespace: Settings, store: Search
     store.refresh(pattern)
     assert job.get_watermark(store) is not None, beat.log_tail()
     assert store.count(pattern, {"term": {"tier": "1m"}}) > 0
+
+
+@pytest.mark.parametrize("interval", [MINUTE_MS, 15 * MINUTE_MS, HOUR_MS, None])
+@pytest.mark.parametrize("group_by", ["endpoint", "service", None])
+def test_rollups_equal_the_query_apis_raw_path(day_of_spans, interval, group_by) -> None:
+    """Same keys, counts and histograms as `panopticon.query.raw.raw_aggregates` over the same range."""
+    from panopticon.query.raw import raw_aggregates as query_raw
+
+    store, _, _, watermark = day_of_spans
+    end = floor_to(watermark, HOUR_MS) - HOUR_MS + 7 * MINUTE_MS
+    service = None if group_by == "service" else "checkout"
+    args = dict(service=service, environment=None, endpoint=None, start_ms=end - 6 * HOUR_MS, end_ms=end,
+                interval_ms=interval, group_by=group_by)
+    rolled = rollup_aggregates(store, **args)
+    raw = query_raw(store, **args, timeout=30)
+    assert rolled.keys() == raw.keys()
+    for key, aggregate in rolled.items():
+        other = raw[key]
+        assert (aggregate.requests, aggregate.errors, aggregate.histogram) == \
+            (other.requests, other.errors, other.histogram), key
+        assert aggregate.percentiles() == other.percentiles()
