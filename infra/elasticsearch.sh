@@ -104,14 +104,15 @@ fetch() {
   mkdir -p "$CACHE"
   warn "fetching $ARTIFACT with Maven into ${CACHE#"$ROOT"/}"
   rm -rf "$HOME_DIR"
-  # No pom here: without -DmarkersDirectory the plugin writes its marker to a literal
-  # "${project.basedir}/target" folder in the current directory.
+  # Run in the cache: with no pom, the plugin writes its marker under a literal "${project.basedir}"
+  # folder of the current directory (removed below; .unpacked is our marker).
   if ! (cd "$CACHE" && mvn -q -B dependency:unpack -Dartifact="$ARTIFACT" -DoutputDirectory="$CACHE" \
-    -DmarkersDirectory="$CACHE/markers" -Dmdep.overWriteReleases=true) >"$CACHE/mvn.log" 2>&1; then
+    -Dmdep.overWriteReleases=true) >"$CACHE/mvn.log" 2>&1; then
     tail -n 30 "$CACHE/mvn.log" >&2
     die "Maven could not fetch $ARTIFACT (full output: $CACHE/mvn.log)"
   fi
   [[ -x $HOME_DIR/bin/elasticsearch ]] || die "the zip did not unpack to $HOME_DIR"
+  rm -rf "$CACHE/\${project.basedir}"
   chmod -R a+rX "$HOME_DIR"
   touch "$HOME_DIR/.unpacked"
 }

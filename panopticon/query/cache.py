@@ -25,6 +25,7 @@ from panopticon import telemetry
 
 log = logging.getLogger(__name__)
 
+_RESULT_LABELS = {"hits": "hit", "misses": "miss", "errors": "error"}
 KEY_VERSION = "v1"  # bump when the shape of a cached answer changes
 
 
@@ -38,7 +39,7 @@ class CacheStats:
     def count(self, outcome: str) -> None:
         with self._lock:
             setattr(self, outcome, getattr(self, outcome) + 1)
-        telemetry.CACHE_REQUESTS.labels(outcome.rstrip("s")).inc()
+        telemetry.CACHE_REQUESTS.labels(_RESULT_LABELS[outcome]).inc()
 
 
 class AnswerCache:
