@@ -59,6 +59,11 @@ test-elasticsearch: venv stack-up
 	ELASTICSEARCH_NODE=http://127.0.0.1:9201 SEARCH_ENGINE=auto \
 		$(BIN)/pytest -p no:cacheprovider -rs tests/integration/test_storage.py
 
+# Benchmarks against the ceiling of this machine (not part of `make test`; under 20 minutes on 2 cores):
+# writes bench/results/latest.json, summary.md and PNG charts. `python -m bench --help` for one section.
+bench: venv stack-up
+	$(BIN)/python -m bench
+
 lint: venv
 	$(BIN)/ruff check panopticon tests celeryconfig.py wsgi.py
 

@@ -38,7 +38,7 @@ def _ingest(stack, out: dict, args: argparse.Namespace) -> None:
     ingest.run(stack, out, events=events, logs_dir=args.logs, quick=args.quick)
     profile_messages = sample_messages(10_000 if args.quick else 20_000, seed=3)
     out["worker_profile"] = _guard(lambda: hotpath.profile_worker(stack, profile_messages, stack.bulk_batch_size,
-                                                                  RESULTS))
+                                                                  args.out))
     if not args.quick:
         out["before_after"] = _guard(lambda: hotpath.before_after(stack, sample_messages(20_000, seed=5),
                                                                   args.before_ref, args.logs))

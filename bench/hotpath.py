@@ -69,6 +69,7 @@ def profile_worker(stack: Settings, messages: Sequence[Msg], batch_size: int, ou
         key = f"{filename.replace(str(ROOT) + '/', '')}:{function}"
         stages[_stage(key)] = stages.get(_stage(key), 0.0) + self_time
     total = sum(stages.values()) or 1.0
+    out_dir.mkdir(parents=True, exist_ok=True)
     text_path = out_dir / "profile_worker.txt"
     with text_path.open("w") as handle:
         pstats.Stats(profiler, stream=handle).sort_stats("tottime").print_stats(40)
@@ -76,7 +77,7 @@ def profile_worker(stack: Settings, messages: Sequence[Msg], batch_size: int, ou
         "events": len(messages), "batch_size": batch_size,
         "one_process_eps": round(len(messages) / plain), "profiled_seconds": round(elapsed, 2),
         "share_by_stage": {k: round(v / total, 3) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])},
-        "top_functions": str(text_path.relative_to(ROOT)),
+        "top_functions": text_path.name,
     }
 
 

@@ -104,5 +104,6 @@ def answer_cache() -> AnswerCache:
     if found is None:
         config = settings()
         found = app.extensions["panopticon.cache"] = AnswerCache(
-            services(app).redis, config.metrics_cache_prefix, config.metrics_cache_ttl_seconds)
+            services(app).redis, config.metrics_cache_prefix, config.metrics_cache_ttl_seconds,
+            config.rollup_cache_ttl_seconds)
     return found

@@ -8,12 +8,16 @@ from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from panopticon import telemetry
+from panopticon.api.openapi import operation
 
 blueprint = Blueprint("prometheus", __name__)
 
 
 @blueprint.get("/metrics")
+@operation(summary="Prometheus metrics of this process (text exposition format).", response={"type": "string"},
+           media_types=("text/plain",), errors=(401,))
 def metrics() -> Response:
+    """Every metric is named once in panopticon/telemetry.py; OPERATIONS.md says how to read them."""
     refresh = getattr(telemetry, "refresh_on_scrape", None)
     if refresh is not None:
         refresh()

@@ -247,9 +247,16 @@ class RangeSchema(Schema):
     to = _req(fields.String())
 
 
+class RollupSourceSchema(RangeSchema):
+    documents = _req(fields.Integer(metadata={"description": "Rollup documents read."}))
+    tiers = _req(fields.List(fields.String(), metadata={"description": "Rollup tiers read (1m, 1h)."}))
+
+
 class SourcesSchema(Schema):
-    raw = _nullable(fields.Nested, nested=RangeSchema, metadata={"description": "Part read from raw spans."})
-    rollup = _nullable(fields.Nested, nested=RangeSchema, metadata={"description": "Part read from rollups."})
+    raw = _req(fields.List(fields.Nested(RangeSchema), metadata={
+        "description": "Parts read from raw spans: the newest part, and any partial window at the start."}))
+    rollup = _nullable(fields.Nested, nested=RollupSourceSchema,
+                       metadata={"description": "Part read from rollups (whole windows before the watermark)."})
 
 
 class MetricsSchema(Schema):

@@ -13,6 +13,7 @@ held is bounded by the batches in flight plus librdkafka's small fetch queue.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
@@ -23,6 +24,8 @@ from typing import Any
 
 from celery import Celery
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from panopticon import telemetry
 from panopticon.exceptions import PipelineStopped
@@ -37,6 +40,26 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 COMMIT_INTERVAL_S = 1.0
 RESULT_POLL_S = 0.02
+UNSENT_RETRY_S = 1.0
+# The Celery broker or result backend cannot be reached (Redis down or restarting). The bridge must
+# outlive that: batches wait and are handed off again, offsets stay uncommitted until they are stored.
+CELERY_UNAVAILABLE = (OperationalError, RedisError, ConnectionError, TimeoutError)
+
+
+class Unsent:
+    """Stands in for the AsyncResult of a batch the broker did not take: it reads as a failed task
+    after UNSENT_RETRY_S, so the batch takes the ordinary retry path instead of killing the bridge."""
+
+    def __init__(self, error: Exception) -> None:
+        self.result = error
+        self._retry_at = time.monotonic() + UNSENT_RETRY_S
+
+    @property
+    def state(self) -> str:
+        return "FAILURE" if time.monotonic() >= self._retry_at else "PENDING"
+
+    def forget(self) -> None:
+        pass
 
 
 @dataclass
@@ -204,15 +227,21 @@ class Bridge:
         # One stream per batch, and one topic per stream: a batch is one task.
         (topic, records), = by_topic.items()
         task_id = str(uuid.uuid4())
-        result = self.celery.send_task(
-            "bulk_index", args=[batch.stream, topic, records], task_id=task_id,
-            queue=self.settings.celery_queue, serializer="msgpack")
+        try:
+            result = self.celery.send_task(
+                "bulk_index", args=[batch.stream, topic, records], task_id=task_id,
+                queue=self.settings.celery_queue, serializer="msgpack")
+        except CELERY_UNAVAILABLE as exc:
+            result = Unsent(exc)
         self.in_flight[task_id] = InFlight(batch, result, time.monotonic(), attempts)
 
     def _collect_results(self) -> None:
         now = time.monotonic()
         for task_id, flight in list(self.in_flight.items()):
-            state = flight.result.state
+            try:
+                state = flight.result.state
+            except CELERY_UNAVAILABLE:
+                state = "UNKNOWN"  # result backend unreachable: no answer yet; the timeout below still applies
             if state == "SUCCESS":
                 del self.in_flight[task_id]
                 self._batch_done(flight, flight.result.result or {})
@@ -224,7 +253,8 @@ class Bridge:
                 self._retry(flight, f"no answer in {self.settings.bulk_task_timeout_seconds}s")
 
     def _batch_done(self, flight: InFlight, outcome: dict[str, int]) -> None:
-        flight.result.forget()
+        with contextlib.suppress(*CELERY_UNAVAILABLE):
+            flight.result.forget()  # results also expire on their own (result_expires)
         stream = flight.batch.stream
         telemetry.BATCH_LATENCY.labels(stream).observe(time.monotonic() - flight.sent_at)
         for outcome_name, key in (("created", "created"), ("duplicate", "duplicates"), ("retried", "retried"),

@@ -43,11 +43,21 @@ class CacheStats:
 
 
 class AnswerCache:
-    def __init__(self, client: redis.Redis | None, prefix: str, ttl_seconds: int) -> None:
+    def __init__(self, client: redis.Redis | None, prefix: str, ttl_seconds: int,
+                 rollup_ttl_seconds: int | None = None) -> None:
         self.client = client if ttl_seconds > 0 else None
         self.prefix = prefix
         self.ttl_seconds = ttl_seconds
+        self.rollup_ttl_seconds = ttl_seconds if rollup_ttl_seconds is None else rollup_ttl_seconds
         self.stats = CacheStats()
+
+    def ttl_for(self, answer: dict[str, Any]) -> int:
+        """An answer read only from rollups changes only on re-rolls: it may live longer
+        (ROLLUP_CACHE_TTL_SECONDS); anything with raw data keeps the short METRICS_CACHE_TTL_SECONDS."""
+        sources = answer.get("sources") or {}
+        if sources.get("rollup") and not sources.get("raw"):
+            return self.rollup_ttl_seconds
+        return self.ttl_seconds
 
     @property
     def enabled(self) -> bool:
@@ -84,7 +94,7 @@ class AnswerCache:
 
     def _write(self, key: str, answer: dict[str, Any]) -> None:
         try:
-            self.client.set(key, orjson.dumps(answer), ex=self.ttl_seconds)
+            self.client.set(key, orjson.dumps(answer), ex=max(1, self.ttl_for(answer)))
         except redis.RedisError as exc:
             self.stats.count("errors")
             log.warning("query cache write failed: %s", exc)

@@ -1,13 +1,13 @@
 """Dashboard statistics: a service's time series, the services overview, the endpoint ranking.
 
-Each answer is shaped from `Aggregate`s that `collect` gets for [start, end). Today `collect` reads raw
-spans only; the rollup work will make it read rollups for the old part of a range and raw spans for
-the newest part and merge the Aggregates -- the shaping below does not change, and `sources` in
-every answer already says which part of the range came from where.
+Each answer is shaped from `Aggregate`s that `collect` gets for [start, end): rollups for the old part
+of a range, raw spans for the newest part, merged by key. `sources` in every answer says which part of
+the range came from where.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,8 @@ from panopticon.query.raw import GroupBy, Key, raw_aggregates
 from panopticon.query.search import span_out
 from panopticon.query.timeparse import UNITS_MS, TimeRange, iso
 from panopticon.rollup.aggregate import Aggregate
+from panopticon.rollup.job import get_watermark
+from panopticon.rollup.read import RangePlan, read_rollups, split_range
 from panopticon.storage import TRACES, SearchStore
 
 # Intervals chosen when the request gives none: the smallest that keeps the series readable.
@@ -59,13 +61,61 @@ def format_interval(interval_ms: int) -> str:
 
 
 def collect(store: SearchStore, scope: Scope, window: TimeRange, *, interval_ms: int | None, group_by: GroupBy,
-            timeout: float, search: str | None = None) -> tuple[dict[Key, Aggregate], dict[str, Any]]:
-    """The Aggregates of [start, end) and where they came from (the seam for rollups)."""
-    aggregates = raw_aggregates(store, service=scope.service, environment=scope.environment,
-                                endpoint=scope.endpoint, start_ms=window.start_ms, end_ms=window.end_ms,
-                                interval_ms=interval_ms, group_by=group_by, timeout=timeout, search=search)
-    sources = {"raw": {"from": iso(window.start_ms), "to": iso(window.end_ms)}, "rollup": None}
+            timeout: float, search: str | None = None,
+            now_ms: int | None = None) -> tuple[dict[Key, Aggregate], dict[str, Any]]:
+    """The Aggregates of [start, end) and where they came from.
+
+    Rollups answer the whole windows older than ROLLUP_THRESHOLD_MINUTES that are already rolled up
+    (before the watermark); raw spans answer the rest. Both give histograms on the same buckets, so
+    merging them by key is exact.
+    """
+    plan = _plan(store, window, interval_ms, now_ms)
+    aggregates: dict[Key, Aggregate] = {}
+    for start_ms, end_ms in plan.raw:
+        _merge_into(aggregates, raw_aggregates(
+            store, service=scope.service, environment=scope.environment, endpoint=scope.endpoint,
+            start_ms=start_ms, end_ms=end_ms, interval_ms=interval_ms, group_by=group_by, timeout=timeout,
+            search=search))
+    rollup_source = None
+    if plan.rollup is not None:
+        answer = read_rollups(store, service=scope.service, environment=scope.environment, endpoint=scope.endpoint,
+                              start_ms=plan.rollup[0], end_ms=plan.rollup[1], interval_ms=interval_ms,
+                              group_by=group_by)
+        found = answer.aggregates
+        if search and group_by:
+            found = {k: v for k, v in found.items() if _group_matches(k, search)}
+        _merge_into(aggregates, found)
+        rollup_source = {"from": iso(plan.rollup[0]), "to": iso(plan.rollup[1]), "documents": answer.documents,
+                         "tiers": sorted({tier for tier, _, _ in answer.segments})}
+    sources = {"raw": [{"from": iso(a), "to": iso(b)} for a, b in plan.raw], "rollup": rollup_source}
     return aggregates, sources
+
+
+def _plan(store: SearchStore, window: TimeRange, interval_ms: int | None, now_ms: int | None) -> RangePlan:
+    settings = store.settings
+    all_raw = RangePlan(None, ((window.start_ms, window.end_ms),))
+    threshold_ms = settings.rollup_threshold_minutes * UNITS_MS["m"]
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    if not settings.rollup_enabled or window.start_ms >= now_ms - threshold_ms:
+        return all_raw  # nothing old enough for rollups: skip the watermark read
+    return split_range(window.start_ms, window.end_ms, now_ms=now_ms,
+                       threshold_minutes=settings.rollup_threshold_minutes,
+                       window_ms=settings.rollup_bucket_minutes * UNITS_MS["m"],
+                       watermark_ms=get_watermark(store), interval_ms=interval_ms)
+
+
+def _merge_into(target: dict[Key, Aggregate], found: dict[Key, Aggregate]) -> None:
+    for key, aggregate in found.items():
+        if key in target:
+            target[key].merge(aggregate)
+        else:
+            target[key] = aggregate
+
+
+def _group_matches(key: Key, search: str) -> bool:
+    """The rollup twin of the raw path's case-insensitive substring filter on the group name."""
+    group = key[0] if isinstance(key, tuple) else key
+    return isinstance(group, str) and search.lower() in group.lower()
 
 
 def stats(aggregate: Aggregate) -> dict[str, Any]:

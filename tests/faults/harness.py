@@ -188,6 +188,10 @@ class FaultRun:
         copies = sum(letters.values()) - len(letters)
         if copies:
             self.note(f"{copies} dead letters sent twice (a re-sent batch)")
+        resent = sum(r.log_path.read_text(errors="replace").count("handed off again")
+                     for r in self.processes.running if r.name == "bridge" and r.log_path.exists())
+        if resent:
+            self.note(f"{resent} batches handed off again by the bridge")
         recovery = None
         if caught_up is not None and self.fault_ended is not None:
             recovery = round(max(0.0, caught_up - self.fault_ended), 1)

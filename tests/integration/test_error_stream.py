@@ -458,10 +458,10 @@ class TimedClient(Client):
 def _background(settings: Settings, rate: int, stop: threading.Event) -> None:
     """INFO logs at `rate` per second (other traffic the pipeline must carry)."""
     producer = Producer(producer_config(settings))
-    body = orjson.dumps({"timestamp": 0, "service_name": "noise", "environment": "bench", "level": "INFO",
-                         "message": "background"})
     started, n = time.monotonic(), 0
     while not stop.is_set():
+        body = orjson.dumps({"timestamp": int(time.time() * 1000), "service_name": "noise", "environment": "bench",
+                             "level": "INFO", "message": "background"})
         for _ in range(rate // 20):
             try:
                 producer.produce(settings.kafka_apm_log_topic, body)

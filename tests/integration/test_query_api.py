@@ -191,7 +191,7 @@ def test_metrics_series_match_truth(client: FlaskClient, data: Sample) -> None:
     answer = _ok(client, f"/query/services/gateway/metrics?{_range(data)}&interval=1m")
     start, end = iso_ms(answer["from"]), iso_ms(answer["to"])
     assert start % MINUTE == 0 and end % MINUTE == 0 and answer["interval_ms"] == MINUTE
-    assert answer["sources"]["raw"] == {"from": answer["from"], "to": answer["to"]}
+    assert answer["sources"]["raw"] == [{"from": answer["from"], "to": answer["to"]}]
     assert answer["sources"]["rollup"] is None
     requests = [r for r in data.requests() if r.service == "gateway" and start <= r.start_ms < end]
     by_minute: dict[int, list[Request]] = defaultdict(list)

@@ -1,0 +1,221 @@
+"""Error stream: produce an ERROR log -> it arrives on a WebSocket (`/ws/error-logs`), end to end.
+
+The whole chain runs as the Procfile runs it: bridge, worker, relay (apm.logs.error -> Redis pub/sub)
+and one `ws` process (gunicorn, gevent). Each probe log carries its produce time; every socket notes
+when the probe arrived, so one probe gives one latency per socket. Measured at idle, under ingest load,
+and (publishing straight to the relay's Redis channel) with more and more sockets on the one `ws` process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+import websockets
+from confluent_kafka import Producer
+
+from bench.data import Msg, probe_log, sample_messages, topic_of
+from bench.env import namespace
+from bench.ingest import _produce_paced, _start_pipeline
+from bench.procs import Launcher
+from bench.query import get
+from bench.stats import summary_ms
+from panopticon.errorstream.protocol import envelope, make_cursor, ms_to_iso
+from panopticon.kafka import producer_config
+from panopticon.settings import Settings
+
+log = logging.getLogger("bench.errors")
+
+WS_PORT = 3911
+P99_GOAL_MS = 1000.0
+
+
+def start_ws(launcher: Launcher, settings: Settings) -> None:
+    """The Procfile's `ws` line, bound to loopback."""
+    argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{WS_PORT}", "--worker-class", "gevent",
+            "--worker-connections", str(settings.ws_max_clients + 100), "--workers", "1", "--graceful-timeout",
+            "5", "--no-control-socket", "wsgi:ws_app"]
+    proc = launcher.start("ws", settings.replace(ws_port=WS_PORT), argv=argv)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if get(WS_PORT, "/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        if not proc.alive():
+            raise RuntimeError(f"ws exited:\n{proc.tail()}")
+        time.sleep(0.2)
+    raise RuntimeError(f"ws did not answer on {WS_PORT}:\n{proc.tail()}")
+
+
+class Sockets:
+    """N client sockets in one asyncio loop (its own thread); each notes when it received which probe."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.received: list[tuple[str, float]] = []  # (doc id, time.time())
+        self.connections: list[Any] = []
+        self.tasks: list[Any] = []
+
+    def open(self, count: int) -> int:
+        return asyncio.run_coroutine_threadsafe(self._open(count), self.loop).result(300)
+
+    async def _open(self, count: int) -> int:
+        async def one() -> None:
+            connection = await websockets.connect(self.url, open_timeout=60, ping_interval=None,
+                                                  max_queue=None, compression=None)
+            self.connections.append(connection)
+            self.tasks.append(asyncio.ensure_future(self._read(connection)))
+
+        pending = [one() for _ in range(count)]
+        for start in range(0, len(pending), 100):  # open in waves: a listen backlog is finite
+            await asyncio.gather(*pending[start:start + 100])
+        return len(self.connections)
+
+    async def _read(self, connection: Any) -> None:
+        try:
+            async for frame in connection:
+                now = time.time()
+                event = orjson.loads(frame)
+                if event.get("event") == "error-log":
+                    self.received.append((event.get("id"), now))
+        except websockets.ConnectionClosed:
+            return
+
+    def reset(self) -> None:
+        self.received = []
+
+    def close(self) -> None:
+        async def close_all() -> None:
+            await asyncio.gather(*(c.close() for c in self.connections), return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(close_all(), self.loop).result(120)
+        self.connections = []
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def probe(settings: Settings, sockets: Sockets, run: str, count: int, rate: float, first: int,
+          settle_s: float = 15.0) -> dict[str, Any]:
+    """Produce `count` ERROR probes at `rate`/s; latency of each (probe, socket) arrival."""
+    sockets.reset()
+    producer = Producer(producer_config(settings))
+    sent: dict[str, float] = {}
+    started = time.monotonic()
+    for n in range(first, first + count):
+        ahead = (n - first) / rate - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+        now = time.time()
+        message: Msg = probe_log(run, n, int(now * 1000), level="ERROR")
+        producer.produce(topic_of(settings, "log"), message.value)
+        producer.poll(0)
+        sent[message.doc_id] = now
+    producer.flush(30)
+    expected = count * len(sockets.connections)
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline and _arrivals(sockets, sent) < expected:
+        time.sleep(0.2)
+    latencies = [at - sent[doc_id] for doc_id, at in list(sockets.received) if doc_id in sent]
+    return {"sockets": len(sockets.connections), "probes": count, "expected": expected,
+            "received": len(latencies), **summary_ms(latencies)}
+
+
+def fan_out(settings: Settings, sockets: Sockets, run: str, count: int, rate: float, first: int,
+            settle_s: float = 15.0) -> dict[str, Any]:
+    """Publish `count` envelopes straight to the Redis channel the relay publishes to, at `rate`/s:
+    the latency of the `ws` process alone (Redis -> every socket), which is what more sockets load."""
+    sockets.reset()
+    client = redis.Redis.from_url(settings.redis_url(), socket_timeout=5)
+    sent: dict[str, float] = {}
+    started = time.monotonic()
+    for n in range(first, first + count):
+        ahead = (n - first) / rate - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+        now = time.time()
+        doc_id = f"{run}-f{n}"
+        at = ms_to_iso(int(now * 1000))
+        document = {"@timestamp": at, "timestamp": at, "service_name": "probe", "environment": "bench",
+                    "level": "ERROR", "level_num": 5, "message": f"fan-out probe {n}", "event_id": doc_id,
+                    "ingested_at": at, "attributes": {}}
+        client.publish(settings.error_channel, envelope(doc_id, make_cursor(int(now * 1000), 0, n), document))
+        sent[doc_id] = now
+    expected = count * len(sockets.connections)
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline and _arrivals(sockets, sent) < expected:
+        time.sleep(0.2)
+    latencies = [at - sent[doc_id] for doc_id, at in list(sockets.received) if doc_id in sent]
+    return {"sockets": len(sockets.connections), "probes": count, "expected": expected,
+            "received": len(latencies), **summary_ms(latencies)}
+
+
+def _arrivals(sockets: Sockets, sent: dict[str, float]) -> int:
+    return sum(1 for doc_id, _ in list(sockets.received) if doc_id in sent)
+
+
+def run(stack: Settings, out: dict, *, quick: bool, logs_dir: Path, load_rate: float = 3000) -> None:
+    steps: Sequence[int] = (50, 200) if quick else (100, 500, 1000, 1900)
+    probes = 20 if quick else 50
+    launcher = Launcher(logs_dir)
+    with namespace(stack, "errs") as (settings, _store):
+        try:
+            procs = _start_pipeline(launcher, settings, 2)
+            relay = launcher.start("relay", settings)
+            launcher.wait_for_log(relay, "relay assigned", timeout=60)
+            launcher.wait_for_log(procs["bridge"], "assigned", timeout=60)
+            start_ws(launcher, settings)
+            sockets = Sockets(f"ws://127.0.0.1:{WS_PORT}{settings.ws_path}")
+            try:
+                run_id = settings.index_prefix.rstrip("-")
+                sockets.open(10)
+                idle = probe(settings, sockets, run_id, probes, 5, 0)
+                out["idle"] = idle
+                out["p50_ms"], out["p99_ms"] = idle["p50_ms"], idle["p99_ms"]
+                log.info("error stream idle: p50 %s ms, p99 %s ms", idle["p50_ms"], idle["p99_ms"])
+
+                seconds = probes / 5 + 5
+                load = sample_messages(int(load_rate * seconds), seed=13, hours_back=0.2)
+                loader = threading.Thread(target=_produce_paced, args=(settings, load, load_rate), daemon=True)
+                loader.start()
+                time.sleep(2)  # let the load reach the pipeline first
+                busy = probe(settings, sockets, run_id, probes, 5, 10_000)
+                loader.join()
+                out["under_load"] = {**busy, "load_rate": load_rate}
+                out["load_rate"] = load_rate
+                out["p50_ms_under_load"], out["p99_ms_under_load"] = busy["p50_ms"], busy["p99_ms"]
+                log.info("error stream under %g/s: p50 %s ms, p99 %s ms", load_rate, busy["p50_ms"], busy["p99_ms"])
+
+                out["sockets"] = []
+                held = None
+                for n, target in enumerate(steps):
+                    sockets.open(target - len(sockets.connections))
+                    step = fan_out(settings, sockets, run_id, 20, 5, 20_000 + n * 1000)
+                    out["sockets"].append(step)
+                    log.info("%d sockets: p99 %s ms, %d/%d received", step["sockets"], step["p99_ms"],
+                             step["received"], step["expected"])
+                    complete = step["received"] == step["expected"]
+                    if not complete or (step["p99_ms"] or 0) >= P99_GOAL_MS:
+                        break
+                    held = step["sockets"]
+                out["sockets_p99_under_1s"] = held
+                out["sockets_note"] = (f"largest tested step (of {list(steps)}) at which every envelope published to "
+                                       "the relay's Redis channel reached every socket, with p99 (publish -> "
+                                       "receive) under 1 s; the client sockets run in the bench process on the "
+                                       "same 2 cores")
+            finally:
+                sockets.close()
+        finally:
+            launcher.stop_all()
+
