@@ -34,11 +34,13 @@ def common_config(settings: Settings) -> dict[str, Any]:
     mechanism = settings.kafka_sasl_mechanism
     if settings.kafka_aws_region and mechanism in (None, "OAUTHBEARER", "AWS-MSK-IAM"):
         mechanism = "AWS-MSK-IAM"
+    # MSK's IAM listeners accept TLS only, so MSK IAM implies KAFKA_SSL.
+    tls = settings.kafka_ssl or mechanism == "AWS-MSK-IAM"
     if mechanism:
-        config["security.protocol"] = "SASL_SSL" if settings.kafka_ssl else "SASL_PLAINTEXT"
-    elif settings.kafka_ssl:
+        config["security.protocol"] = "SASL_SSL" if tls else "SASL_PLAINTEXT"
+    elif tls:
         config["security.protocol"] = "SSL"
-    if settings.kafka_ssl:
+    if tls:
         config["ssl.endpoint.identification.algorithm"] = "https"
         if settings.kafka_ssl_ca_file:
             config["ssl.ca.location"] = settings.kafka_ssl_ca_file

@@ -259,3 +259,42 @@ def test_rollups_equal_the_query_apis_raw_path(day_of_spans, interval, group_by)
         assert (aggregate.requests, aggregate.errors, aggregate.histogram) == \
             (other.requests, other.errors, other.histogram), key
         assert aggregate.percentiles() == other.percentiles()
+
+
+@pytest.mark.parametrize("interval", ["1m", "15m", "1h"])
+def test_metrics_route_reads_rollups_and_agrees_with_raw_only(day_of_spans, interval) -> None:
+    store, documents, now, _watermark = day_of_spans
+    start = floor_to(now - 20 * HOUR_MS, HOUR_MS) + 7 * MINUTE_MS  # unaligned to the hour on purpose
+    path = f"/query/services/checkout/metrics?start={start}&end={now}&interval={interval}"
+    with_rollups = _get(store.settings.replace(redis_host=None), path)
+    raw_only = _get(store.settings.replace(redis_host=None, rollup_enabled=False), path)
+    assert with_rollups["sources"]["rollup"] is not None and with_rollups["sources"]["rollup"]["documents"] > 0
+    assert raw_only["sources"]["rollup"] is None
+    # Exact, except sums of float durations, whose last digits depend on the order of addition.
+    assert _rounded(with_rollups["buckets"]) == _rounded(raw_only["buckets"])
+    assert _rounded([with_rollups["summary"]]) == _rounded([raw_only["summary"]])
+    first = with_rollups["buckets"][0]["time_ms"]
+    end = with_rollups["buckets"][-1]["time_ms"] + with_rollups["interval_ms"]  # the range, widened to whole buckets
+    requests = [d for d in documents if d["service_name"] == "checkout" and first <= d["_at_ms"] < end]
+    assert with_rollups["summary"]["requests"] == len([d for d in requests if d["is_request"]])
+
+
+def test_services_overview_over_a_day_reads_hourly_rollups(day_of_spans) -> None:
+    store, _documents, now, _watermark = day_of_spans
+    path = f"/query/services?start={now - 24 * HOUR_MS}&end={now}"
+    answer = _get(store.settings.replace(redis_host=None), path)
+    raw_only = _get(store.settings.replace(redis_host=None, rollup_enabled=False), path)
+    assert "1h" in answer["sources"]["rollup"]["tiers"]
+    assert _rounded(answer["items"]) == _rounded(raw_only["items"]) and answer["items"]
+
+
+def _get(settings: Settings, path: str) -> dict:
+    response = create_app(settings).test_client().get(path)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def _rounded(rows: list[dict]) -> list[dict]:
+    """avg_ms as pytest.approx, so == compares it within 1e-9 relative and everything else exactly."""
+    return [{k: pytest.approx(v, rel=1e-9) if k == "avg_ms" and v is not None else v for k, v in row.items()}
+            for row in rows]
