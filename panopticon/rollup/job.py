@@ -194,9 +194,7 @@ def advance_watermark(store: SearchStore, watermark_ms: int) -> None:
         },
         "upsert": {"watermark_ms": watermark_ms, "updated_at": updated},
     }
-    # A plain REST call through the storage door's transport: the store has no generic update method.
-    store.transport.request("POST", f"/{index}/_update/{WATERMARK_ID}", params={"retry_on_conflict": "5"},
-                            body=body)
+    store.update(index, WATERMARK_ID, body)
 
 
 def set_watermark(store: SearchStore, watermark_ms: int) -> None:
@@ -302,10 +300,9 @@ def drop_expired(store: SearchStore, now: int | None = None) -> list[str]:
     """Delete monthly metrics indices older than METRICS_RETENTION_DAYS; returns their names."""
     now = now if now is not None else now_ms()
     pattern = docs.metrics_pattern(store.settings)
-    listing = store.transport.request("GET", f"/_cat/indices/{pattern}", params={"format": "json", "h": "index"})
-    names = [row["index"] for row in listing or []]
-    expired = expired_indices(names, store.settings.index_prefix, now, store.settings.metrics_retention_days)
+    expired = expired_indices(store.list_indices(pattern), store.settings.index_prefix, now,
+                              store.settings.metrics_retention_days)
     for name in expired:
-        store.transport.request("DELETE", f"/{name}")
+        store.delete_index(name)
         log.info("deleted expired rollup index %s", name)
     return expired

@@ -150,6 +150,22 @@ class SearchStore:
                 return None
             raise
 
+    def update(self, index: str, doc_id: str, body: dict[str, Any], *, retry_on_conflict: int = 5) -> None:
+        """A scripted update or upsert of one document (`_update`)."""
+        self.transport.request("POST", f"/{index}/_update/{doc_id}",
+                               params={"retry_on_conflict": str(retry_on_conflict)}, body=body)
+
+    def list_indices(self, pattern: str) -> list[str]:
+        """Names of the indices matching `pattern` (none is not an error)."""
+        listing = self.transport.request("GET", f"/_cat/indices/{pattern}", params={"format": "json", "h": "index"})
+        return sorted(row["index"] for row in listing or [])
+
+    def delete_index(self, name: str) -> None:
+        """Delete one index by its exact name (never a pattern)."""
+        if "*" in name or "," in name:
+            raise StorageError(f"refusing to delete a pattern: {name}")
+        self.transport.request("DELETE", f"/{name}")
+
     # --- reads --------------------------------------------------------------------------------------
     def search(self, index: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         params = {"ignore_unavailable": "true", "allow_no_indices": "true"}
