@@ -51,6 +51,12 @@ test-unit: venv
 test-integration: venv stack-up
 	$(BIN)/pytest -p no:cacheprovider tests/integration
 
+# The fault suite (tests/faults, about 20 minutes): kills, outages, 429s, poison, hostile input, Kafka
+# security. Faults that hit a service run on a private Kafka/OpenSearch/Redis it starts on other ports.
+# Summary table printed at the end and written to tests/faults/results/latest.jsonl.
+test-faults: venv stack-up
+	$(BIN)/pytest -p no:cacheprovider tests/faults
+
 # Opt-in: the storage door's contract tests on a real Elasticsearch 9 (integ-test zip, no data streams
 # module) on 127.0.0.1:9201, started by infra/elasticsearch.sh; Kafka and Redis still come from the stack.
 # `bash infra/elasticsearch.sh down` stops that node.

@@ -43,7 +43,7 @@ SEARCH_MAX_WINDOW = 10_000
 
 def create_ws_app(settings: Settings | None = None, hub: Hub | None = None) -> Flask:
     settings = settings or load_or_exit()
-    app = Flask("panopticon-ws")
+    app = Flask("panopticon-ws", static_folder=None)
     app.config["PANOPTICON_SETTINGS"] = settings
     # simple-websocket closes a socket with 1009 when one inbound message is larger than this.
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.ws_max_inbound_bytes}
@@ -176,7 +176,8 @@ class LockedSocket:
         return len(data)
 
     def send_within(self, data: bytes, seconds: float) -> None:
-        with self._lock, _send_deadline(seconds):
+        # The deadline covers waiting for the lock too: the reader may be stuck writing a pong.
+        with _send_deadline(seconds), self._lock:
             self._sock.sendall(data)
 
     def __getattr__(self, name: str) -> Any:

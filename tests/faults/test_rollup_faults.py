@@ -53,8 +53,9 @@ def clean_run(store: SearchStore, now: int) -> dict[str, dict[str, Any]]:
                             params={"expand_wildcards": "all", "ignore_unavailable": "true"})
     store.transport.request("DELETE", f"/{store.name(STATE)}/_doc/{job.WATERMARK_ID}",
                             params={"refresh": "true"})
-    while job.roll_due(store, now=now).windows:
-        pass
+    plan = WindowPlan.from_settings(store.settings)
+    while (job.get_watermark(store) or 0) < plan.last_closed_end(now):
+        job.roll_due(store, now=now)
     return metrics_documents(store)
 
 

@@ -250,6 +250,42 @@ def test_200_clients_get_the_same_burst_in_order_while_one_client_reads_nothing(
     assert ws.alive()
 
 
+def test_one_ws_process_holds_2000_sockets(namespace: Settings, processes) -> None:
+    settings = stream_settings(namespace, ws_ping_interval_seconds=600)
+    _relay, ws = start_stream(processes, settings)
+    baseline = sum(p.memory_info().rss for p in processes.children(ws))
+    count = settings.ws_max_clients
+
+    async def run() -> tuple[int, list[str]]:
+        sockets = []
+        for _ in range(0, count, 100):
+            sockets += await asyncio.gather(*(connect(ws_url(settings), compression=None, ping_interval=None,
+                                                      open_timeout=60) for _ in range(100)))
+        await asyncio.to_thread(wait_until, lambda: hub_stats(settings)["clients"] >= count, f"{count} clients")
+        held = sum(p.memory_info().rss for p in processes.children(ws))
+        doc = error_doc(f"{settings.index_prefix}all")
+        await asyncio.to_thread(store_and_forward, settings, None, [doc])
+
+        async def first_log(conn: Any) -> str:
+            while True:
+                event = orjson.loads(await conn.recv())
+                if event["event"] == "error-log":
+                    return event["id"]
+
+        ids = await asyncio.wait_for(asyncio.gather(*(first_log(c) for c in sockets)), WAIT_S)
+        # One more than the limit is refused before the upgrade, and the process stays up.
+        status, _body = await asyncio.to_thread(refused_status, ws_url(settings))
+        assert status == 503
+        await asyncio.gather(*(c.close() for c in sockets))
+        return held, ids
+
+    held, ids = asyncio.run(run())
+    assert ids == [f"{settings.index_prefix}all"] * count
+    print(f"\n{count} sockets held by one ws worker: RSS {baseline / 2**20:.0f} -> {held / 2**20:.0f} MiB "
+          f"({(held - baseline) / count / 1024:.0f} KiB per socket)")
+    assert ws.alive()
+
+
 def test_a_slow_client_is_told_what_it_missed_and_memory_stays_bounded(namespace: Settings, processes) -> None:
     settings = stream_settings(namespace, kafka_topic_partitions=1, ws_client_queue_size=500,
                                ws_send_timeout_seconds=300, ws_ping_interval_seconds=600)
@@ -283,10 +319,29 @@ def test_a_slow_client_is_told_what_it_missed_and_memory_stays_bounded(namespace
     slow.close()
 
 
+def test_a_client_that_accepts_nothing_is_disconnected_and_the_others_carry_on(namespace: Settings,
+                                                                              processes) -> None:
+    settings = stream_settings(namespace, kafka_topic_partitions=1, ws_client_queue_size=2000,
+                               ws_send_timeout_seconds=3, ws_ping_interval_seconds=600)
+    _relay, ws = start_stream(processes, settings)
+    stuck = websocket.create_connection(ws_url(settings), timeout=WAIT_S,
+                                        sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    fast = Client(ws_url(settings))
+    wait_until(lambda: hub_stats(settings)["clients"] >= 2, "2 clients")
+    burst = [error_doc(f"{settings.index_prefix}d{i:04d}", message="z" * 4000) for i in range(2000)]
+    store_and_forward(settings, None, burst)
+    fast.wait_for_ids({d["event_id"] for d in burst}, running=ws)
+    wait_until(lambda: hub_stats(settings)["clients"] == 1, "the stuck client was disconnected", running=ws)
+    processes.wait_for_log(ws, "disconnected a client that accepted nothing", timeout=WAIT_S)
+    assert fast.ids() == [d["event_id"] for d in burst] and fast.closed is None
+    stuck.close()
+
+
 # --- security -----------------------------------------------------------------------------------------
 def test_handshakes_without_token_or_from_a_foreign_origin_are_refused(namespace: Settings, processes) -> None:
     settings = stream_settings(namespace, api_auth_tokens=("s3cret", "other"),
-                               ws_allowed_origins=("https://ops.example.com",), ws_max_inbound_bytes=1024)
+                               ws_allowed_origins=("https://ops.example.com",), ws_max_inbound_bytes=1024,
+                               ws_ping_interval_seconds=1)
     _relay, _ws = start_stream(processes, settings)
     url = ws_url(settings)
 
@@ -315,6 +370,8 @@ def test_handshakes_without_token_or_from_a_foreign_origin_are_refused(namespace
     doc2 = error_doc(f"{settings.index_prefix}sec2")
     store_and_forward(settings, None, [doc2])
     by_header.wait_for_ids({doc2["event_id"]})
+    wait_until(lambda: any(e["event"] == "ping" for e in by_header.events), "a keep-alive ping when idle")
+    assert by_header.closed is None, "a client that answers pings stays connected"
     by_header.close()
 
 
