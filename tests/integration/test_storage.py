@@ -82,9 +82,11 @@ def test_setup_twice_is_harmless(store: SearchStore) -> None:
     assert len(answer["data_streams"]) == 1
 
 
-def test_setup_fails_clearly_without_data_streams(store: SearchStore) -> None:
+def test_setup_succeeds_or_says_what_the_engine_lacks(store: SearchStore) -> None:
     if _has_data_streams(store):
-        pytest.skip("only for an engine without data streams (make test-elasticsearch)")
+        store.ensure_setup()  # the engines we support: no error
+        return
+    # The Elasticsearch integ-test zip (make test-elasticsearch) has neither ILM nor data streams.
     with pytest.raises(StorageError, match="has no ILM API"):
         store.ensure_setup()
     with pytest.raises(StorageError, match="has no data streams API"):
