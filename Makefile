@@ -35,7 +35,7 @@ stack-status:
 run: venv stack-up
 	@mkdir -p .stack
 	@{ cat Procfile; echo 'sample: flask send-sample --count 200 --rate 200 --forever'; } > .stack/Procfile.run
-	@echo "API        http://127.0.0.1:$${API_PORT:-3001}/query/services?from=1h"
+	@echo "API        http://127.0.0.1:$${API_PORT:-3001}/query/services?start=1h"
 	@echo "API docs   http://127.0.0.1:$${API_PORT:-3001}/docs  (OpenAPI: /openapi.json)"
 	@echo "Metrics    http://127.0.0.1:$${API_PORT:-3001}/metrics  bridge: http://127.0.0.1:$${BRIDGE_METRICS_PORT:-9464}/metrics"
 	@echo "WebSocket  ws://127.0.0.1:$${WS_PORT:-3010}/ws/error-logs"
