@@ -2,7 +2,7 @@
 # Everything else is a step they use. Each target installs what it needs on a fresh machine.
 
 SHELL := /bin/bash
-PY ?= python3.11
+PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -14,7 +14,7 @@ export REDIS_HOST ?= 127.0.0.1
 .PHONY: docs run test test-unit test-integration test-faults bench stack-up stack-down stack-status lint env-example venv clean
 
 $(STAMP): pyproject.toml
-	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "need Python 3.11 or newer (set PY=...)"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
