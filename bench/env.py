@@ -58,6 +58,8 @@ def check_stack(settings: Settings) -> list[str]:
 def namespaced(stack: Settings, label: str, **changes: Any) -> Settings:
     """Settings whose streams, topics, group, queue and channels belong to one measurement only."""
     ns = f"bench-{label}-{uuid.uuid4().hex[:6]}"
+    # No metrics ports: a `make run` or a test on the same machine may hold the default ones.
+    changes = {"bridge_metrics_port": 0, "relay_metrics_port": 0, **changes}
     return stack.replace(
         index_prefix=f"{ns}-",
         kafka_apm_log_topic=f"{ns}.apm.logs",

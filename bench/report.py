@@ -115,7 +115,9 @@ def _ingest_lines(i: dict[str, Any]) -> list[str]:
         lines += [f"- {stage}: {share:.0%}" for stage, share in profile["share_by_stage"].items()]
     ba = i.get("before_after", {})
     if "ratio" in ba:
-        lines += ["", f"Before/after ({ba['what']}): {_fmt(ba['before']['eps'])} -> {_fmt(ba['after']['eps'])} "
+        lines += ["", f"Before/after ({ba['what']}; throughput line every "
+                      f"{ba.get('stream_throughput_interval_seconds', 10)} s): {_fmt(ba['before']['eps'])} -> "
+                      f"{_fmt(ba['after']['eps'])} "
                       f"events/s steady (x{ba['ratio']}), {_fmt(ba['before']['overall_eps'])} -> "
                       f"{_fmt(ba['after']['overall_eps'])} events/s overall (x{ba['overall_ratio']})."]
     return lines
@@ -211,6 +213,9 @@ def _sweep_chart(r: dict[str, Any], out: Path) -> Path | None:
     axes[0].plot([x["bulk_size"] for x in ceil], [x["eps"] or 0 for x in ceil], "s--", color="#888888",
                  label="ceiling (1 thread)")
     axes[0].set_xscale("log")
+    sizes = sorted({x["batch_size"] for x in runs} | {x["bulk_size"] for x in ceil})
+    axes[0].set_xticks(sizes, [str(x) for x in sizes])
+    axes[0].minorticks_off()
     axes[0].set_xlabel("documents per batch / bulk")
     axes[0].set_ylabel("events/s")
     axes[0].legend()

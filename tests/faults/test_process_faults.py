@@ -32,16 +32,20 @@ def test_kill_9_bridge_repeatedly(namespace: Settings, store: SearchStore, proce
     run = FaultRun("1. kill -9 bridge x3 at random moments", settings, store, processes, report)
     run.prepare(16_000)
     rng = random.Random(1)
+    # Three seeded moments inside the ~50 s of producing, at least 6 s apart.
+    moments = sorted(rng.uniform(4, 44) for _ in range(3))
+    moments = [m + 6 * i for i, m in enumerate(sorted(m - 6 * i for i, m in enumerate(moments)))]
     run.start("worker")
     bridge = run.start("bridge")
-    run.produce(rate=1_000)
+    processes.wait_for_log(bridge, "assigned", timeout=90)
+    run.produce(rate=320)
+    began = time.monotonic()
     with run.fault():
-        for kill in range(3):
-            processes.wait_for_log(bridge, "assigned", timeout=90)
-            _wait_progress(run, stored_total(store) + 500)
-            time.sleep(rng.uniform(0.2, 2.0))
+        for n, moment in enumerate(moments, 1):
+            time.sleep(max(0.0, began + moment - time.monotonic()))
+            assert run.producing(), "every kill must land while events are still arriving"
             processes.kill(bridge)
-            run.note(f"kill {kill + 1} at {stored_total(store)} stored")
+            run.note(f"kill {n} at {moment:.1f}s, {stored_total(store)} stored")
             bridge = run.start("bridge")
     run.finish(timeout=300)
 
