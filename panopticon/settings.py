@@ -234,7 +234,7 @@ class Settings:
     bulk_batch_bytes_mb: float = var(
         "BULK_BATCH_BYTES_MB", _float(0.001, 100), "5", "Megabytes per batch (size trigger).", group="Ingest")
     bulk_flush_interval_ms: int = var(
-        "BULK_FLUSH_INTERVAL_MS", _int(1, 600_000), "500", "Oldest message age that closes a batch (timer trigger).",
+        "BULK_FLUSH_INTERVAL_MS", _int(1, 600_000), "250", "Oldest message age that closes a batch (timer trigger).",
         group="Ingest")
     bulk_max_parallel_flushes: int = var(
         "BULK_MAX_PARALLEL_FLUSHES", _int(1, 1000), "4",
