@@ -42,8 +42,9 @@ run: venv stack-up
 	@echo "Flower     http://127.0.0.1:$${FLOWER_PORT:-5555}/"
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f .stack/Procfile.run -d .
 
+# Everything: unit, integration and the fault suite (about 25 minutes on 2 cores).
 test: venv stack-up
-	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/faults
 
 test-unit: venv
 	$(BIN)/pytest -p no:cacheprovider tests/unit
@@ -51,7 +52,7 @@ test-unit: venv
 test-integration: venv stack-up
 	$(BIN)/pytest -p no:cacheprovider tests/integration
 
-# The fault suite (tests/faults, about 20 minutes): kills, outages, 429s, poison, hostile input, Kafka
+# The fault suite alone (tests/faults, about 11 minutes): kills, outages, 429s, poison, hostile input, Kafka
 # security. Faults that hit a service run on a private Kafka/OpenSearch/Redis it starts on other ports.
 # Summary table printed at the end and written to tests/faults/results/latest.jsonl.
 test-faults: venv stack-up
