@@ -5,7 +5,8 @@ This is the hot ingest path and the only gate between producers and the data str
 * `decode_span` / `decode_log` never raise, whatever the bytes: a bad message must become a
   dead-letter entry with a reason, never a crashed batch.
 * Work per message is kept small: orjson parses, a prebuilt marshmallow schema validates a dict that
-  holds only the keys we know, and the document is built once in plain Python.
+  holds only the keys we know, and the document is built once in plain Python. A plainly valid message
+  skips marshmallow's machinery through an exactly equivalent fast path (see "Fast path" below).
 
 Input rules beyond the message contract (decided here, relied on elsewhere):
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -327,6 +329,137 @@ def _flatten_http(http: dict, out: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Fast path (see `_fast_load`)
+
+_FAST_PATH = True  # tests turn it off to compare with marshmallow alone
+_UNSURE = object()  # a check's "not certain": the message goes to marshmallow
+_ABSENT = object()
+
+
+def _fast_check(field: _Field) -> Callable[[Any], Any]:
+    """A plain function giving what `field._deserialize` gives for a value it accepts, else _UNSURE.
+
+    Exact types on purpose, for fields and values alike: a new subclass of a field must get its own
+    check here (else TypeError at import), and orjson only makes exact types (which keeps bool out of
+    the numbers).
+    """
+    kind = type(field)
+    if kind is Id:
+        match = field.pattern.match
+        return lambda value: value if type(value) is str and match(value) else _UNSURE
+    if kind is Upper:
+        choices, aliases, low, high = field.choices, field.aliases, field.min_chars, field.max_chars
+
+        def upper(value: Any) -> Any:
+            if type(value) is not str:
+                return _UNSURE
+            text = value.upper()
+            if choices:
+                text = aliases.get(text, text)
+                return text if text in choices else _UNSURE
+            return text if low <= len(text) <= high else _UNSURE
+        return upper
+    if kind is Text:
+        low, high = field.min_chars, field.max_chars
+        return lambda value: value if type(value) is str and low <= len(value) <= high else _UNSURE
+    if kind is Time:
+        def time(value: Any) -> Any:
+            epoch_ms = parse_time(value)
+            return _UNSURE if epoch_ms is None else epoch_ms
+        return time
+    if kind is Number:
+        types, low, high = field.types, field.minimum, field.maximum
+        return lambda value: value if type(value) in types and low <= value <= high else _UNSURE
+    if kind is JsonObject:
+        return lambda value: value if type(value) is dict else _UNSURE
+    raise TypeError(f"no fast check for {kind.__name__}: add one, or the fast path cannot be exact")
+
+
+# One field as the fast path reads it: (key, camelCase key or None, loaded name, check, required,
+# load_default, "" means absent).
+_FastField = tuple[str, str | None, str, Callable[[Any], Any], bool, Any, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The fields of one schema for the fast path: top-level ones, and the members of `http` if any."""
+
+    fields: tuple[_FastField, ...]
+    http: tuple[_FastField, ...] | None
+
+
+def _plan_for(schema: Schema, keys: _Keys) -> _Plan:
+    """The fast path's view of `schema`, from the same key tables `_canonical` uses."""
+    camel = {name: key for key, name in keys.names.items() if key != name}
+    camel.update({name: key for key, name in _HTTP_NAMES.items() if key != name[5:]})
+    top, http = [], []
+    for name, field in schema.fields.items():
+        if name == "http":
+            continue
+        member = name[5:] if name.startswith("http_") else None
+        entry = (member or name, camel.get(name), name, _fast_check(field), field.required, field.load_default,
+                 name in keys.blank_is_absent)
+        (top if member is None else http).append(entry)
+    return _Plan(tuple(top), tuple(http) if "http" in schema.fields else None)
+
+
+def _fast_load(plan: _Plan, message: dict) -> dict | None:
+    """What `schema.load(_canonical(message, keys))` returns, when every field is plainly valid; else None.
+
+    Why: marshmallow's per-field machinery (getters, error store, set_value) was about half of the
+    worker's CPU, while the checks themselves are cheap; skipping it makes decoding ~2x faster.
+    How: the same rules, read from the schema's own fields by `_plan_for` (limits, id pattern, choices,
+    aliases, defaults, spellings; times through the same `parse_time`), so they cannot drift apart.
+    Whenever it is not sure -- a value a field would reject, a key sent in both spellings, `http` that
+    is not an object -- it returns None and marshmallow decides: marshmallow stays the validator of
+    record, and every rejection reason is still its own.
+    Guarantee: tests/unit/processing/test_fast_path.py generates valid and near-valid messages (both
+    spellings, every time form, boundary lengths, ...) and checks that an answer from here is equal to
+    marshmallow's, value for value and type for type; that decode_span / decode_log give the same
+    Decoded or Rejected with `_FAST_PATH` on and off; and that only both-spellings messages fall back
+    when marshmallow would accept them.
+    """
+    loaded = _fast_fields(plan.fields, message)
+    if loaded is None or plan.http is None:
+        return loaded
+    http = message.get("http")
+    if http is None:
+        http = {}
+    elif type(http) is not dict:
+        return None
+    members = _fast_fields(plan.http, http)
+    if members is None:
+        return None
+    loaded.update(members)
+    loaded["http"] = None  # the flattened object's own field loads to its default, as in the schema
+    return loaded
+
+
+def _fast_fields(fields: tuple[_FastField, ...], source: dict) -> dict | None:
+    loaded = {}
+    for key, camel, name, check, required, default, blank_is_absent in fields:
+        value = source.get(key, _ABSENT)
+        if camel is not None and camel in source:
+            if value is not _ABSENT:
+                return None  # both spellings: which one wins is marshmallow's business
+            value = source[camel]
+        if value is _ABSENT or value is None or (blank_is_absent and value == ""):
+            if required:
+                return None
+            loaded[name] = default() if callable(default) else default
+            continue
+        value = check(value)
+        if value is _UNSURE:
+            return None
+        loaded[name] = value
+    return loaded
+
+
+_SPAN_PLAN = _plan_for(_SPAN_SCHEMA, _SPAN_KEYS)
+_LOG_PLAN = _plan_for(_LOG_SCHEMA, _LOG_KEYS)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Reasons
 
 
@@ -380,7 +513,9 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "null")
 
 
-def _load(schema: Schema, keys: _Keys, message: dict) -> dict | Rejected:
+def _load(schema: Schema, keys: _Keys, plan: _Plan, message: dict) -> dict | Rejected:
+    if _FAST_PATH and (loaded := _fast_load(plan, message)) is not None:
+        return loaded
     try:
         return schema.load(_canonical(message, keys))
     except ValidationError as exc:
@@ -414,7 +549,7 @@ def _decode_span(raw: bytes, now_ms: int, max_bytes: int) -> Decoded | Rejected:
     message = _parse(raw, max_bytes)
     if isinstance(message, Rejected):
         return message
-    span = _load(_SPAN_SCHEMA, _SPAN_KEYS, message)
+    span = _load(_SPAN_SCHEMA, _SPAN_KEYS, _SPAN_PLAN, message)
     if isinstance(span, Rejected):
         return span
     timing = _span_timing(span, message, now_ms)
@@ -469,7 +604,7 @@ def _decode_log(raw: bytes, topic: str, partition: int, offset: int, now_ms: int
     message = _parse(raw, max_bytes)
     if isinstance(message, Rejected):
         return message
-    log = _load(_LOG_SCHEMA, _LOG_KEYS, message)
+    log = _load(_LOG_SCHEMA, _LOG_KEYS, _LOG_PLAN, message)
     if isinstance(log, Rejected):
         return log
     if problem := time_problem(log["timestamp"], now_ms):
