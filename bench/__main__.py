@@ -34,7 +34,7 @@ def _ingest(stack, out: dict, args: argparse.Namespace) -> None:
     from bench import hotpath, ingest
     from bench.data import sample_messages
 
-    events = args.events or (20_000 if args.quick else 60_000)
+    events = args.events or (20_000 if args.quick else 150_000)
     ingest.run(stack, out, events=events, logs_dir=args.logs, quick=args.quick)
     profile_messages = sample_messages(10_000 if args.quick else 20_000, seed=3)
     out["worker_profile"] = _guard(lambda: hotpath.profile_worker(stack, profile_messages, stack.bulk_batch_size,
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma separated: ingest,query,errors")
     parser.add_argument("--quick", action="store_true", help="fewer sweep points and events")
-    parser.add_argument("--events", type=int, default=0, help="events per ingest run (default 60000)")
+    parser.add_argument("--events", type=int, default=0, help="events per ingest run (default 150000)")
     parser.add_argument("--before-ref", default=BEFORE_REF, help="git ref of the bridge for the before/after")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and the charts go")
     args = parser.parse_args(argv)

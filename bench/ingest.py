@@ -3,8 +3,8 @@
 The ceiling is the very documents the worker would write (decoded by the project's schemas from the
 same messages, orjson-encoded), sent with `SearchStore.create_many` from this one Python process,
 with the best bulk size and parallelism found. Both are timed the same way: by polling `_count`
-(no forced refresh) until every document is searchable, and the rate is taken between 10 % and 90 %
-visible, which leaves out process start-up and the last refresh.
+(no forced refresh) until every document is searchable; the rate runs from the first refresh that shows
+documents to the one that shows them all, which leaves out process start-up.
 """
 
 from __future__ import annotations
