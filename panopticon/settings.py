@@ -229,7 +229,7 @@ class Settings:
 
     # --- ingest -------------------------------------------------------------------------------------
     bulk_batch_size: int = var(
-        "BULK_BATCH_SIZE", _int(1, 100_000), "2000", "Messages per bulk_index batch (count trigger).",
+        "BULK_BATCH_SIZE", _int(1, 100_000), "5000", "Messages per bulk_index batch (count trigger).",
         group="Ingest")
     bulk_batch_bytes_mb: float = var(
         "BULK_BATCH_BYTES_MB", _float(0.001, 100), "5", "Megabytes per batch (size trigger).", group="Ingest")
@@ -237,7 +237,7 @@ class Settings:
         "BULK_FLUSH_INTERVAL_MS", _int(1, 600_000), "250", "Oldest message age that closes a batch (timer trigger).",
         group="Ingest")
     bulk_max_parallel_flushes: int = var(
-        "BULK_MAX_PARALLEL_FLUSHES", _int(1, 1000), "4",
+        "BULK_MAX_PARALLEL_FLUSHES", _int(1, 1000), "8",
         "Batches in flight at once; at the limit the bridge pauses its partitions.", group="Ingest")
     bulk_task_timeout_seconds: float = var(
         "BULK_TASK_TIMEOUT_SECONDS", _float(1), "120",

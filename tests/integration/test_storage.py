@@ -18,8 +18,6 @@ from panopticon.exceptions import EngineRejected, EngineUnavailable, StorageErro
 from panopticon.settings import Settings
 from panopticon.storage import LOGS, METRICS, STATE, TRACES, SearchStore, open_store, templates
 
-NO_DATA_STREAMS = "elasticsearch 9 integ-test zip has no data streams module"
-
 
 def _has_data_streams(store: SearchStore) -> bool:
     """False on a node that answers "no handler found" for the data streams API."""
@@ -35,7 +33,7 @@ def _has_data_streams(store: SearchStore) -> bool:
 
 def _needs_data_streams(store: SearchStore) -> None:
     if not _has_data_streams(store):
-        pytest.skip(NO_DATA_STREAMS)
+        pytest.skip("elasticsearch 9 integ-test zip has no data streams module")
 
 
 @pytest.fixture
