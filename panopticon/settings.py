@@ -238,7 +238,7 @@ class Settings:
         group="Ingest")
     bulk_max_parallel_flushes: int = var(
         "BULK_MAX_PARALLEL_FLUSHES", _int(1, 1000), "8",
-        "Batches in flight at once; at the limit the bridge pauses its partitions.", group="Ingest")
+        "Batches in flight at once; when as many more wait, the bridge pauses its partitions.", group="Ingest")
     bulk_task_timeout_seconds: float = var(
         "BULK_TASK_TIMEOUT_SECONDS", _float(1), "120",
         "A batch not confirmed within this time is handed off again.", group="Ingest")

@@ -6,9 +6,9 @@ The loop, in the order each step runs:
 
 Nothing is committed until the task for every earlier message of that partition has succeeded. A
 batch whose task fails, or that has no answer in BULK_TASK_TIMEOUT_SECONDS (a worker died, Redis
-lost it), is sent again: writes are idempotent, so a second copy does no harm. At the in-flight
-limit the bridge pauses its partitions but keeps polling, so it stays in its group and the memory
-held is bounded by the batches in flight plus librdkafka's small fetch queue.
+lost it), is sent again: writes are idempotent, so a second copy does no harm. When as many closed
+batches wait as may be in flight, the bridge pauses its partitions but keeps polling, so it stays in
+its group and the memory held is bounded by twice the in-flight batches plus librdkafka's fetch queue.
 """
 
 from __future__ import annotations
@@ -286,7 +286,10 @@ class Bridge:
 
     # --- backpressure -------------------------------------------------------------------------------
     def _apply_backpressure(self) -> None:
-        full = len(self.in_flight) >= self.settings.bulk_max_parallel_flushes and bool(self.ready)
+        # Pause only once a whole set of batches waits behind the in-flight limit: librdkafka drops
+        # what it fetched ahead when a partition is paused, so pausing at the first waiting batch
+        # made every resume wait for a fresh fetch, and the workers idle meanwhile.
+        full = len(self.ready) >= self.settings.bulk_max_parallel_flushes
         if full and not self.paused:
             self.consumer.pause([TopicPartition(t, p) for t, p in self.assigned])
             self.paused = True

@@ -112,8 +112,9 @@ def store_and_forward(settings: Settings, store: SearchStore | None, docs: list[
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
-        if rate and n / rate > time.monotonic() - started:
-            time.sleep(n / rate - (time.monotonic() - started))
+        ahead = n / rate - (time.monotonic() - started) if rate else 0
+        if ahead > 0:  # computed once: two clock reads could make it negative between test and sleep
+            time.sleep(ahead)
     assert producer.flush(60) == 0
 
 
