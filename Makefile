@@ -42,8 +42,8 @@ run: venv stack-up
 	@echo "Flower     http://127.0.0.1:$${FLOWER_PORT:-5555}/"
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f .stack/Procfile.run -d .
 
-# Everything: unit, integration and the fault suite (about 25 minutes on 2 cores).
-test: venv stack-up
+# Everything: lint, then unit, integration and the fault suite (about 20 minutes on 2 cores).
+test: venv lint stack-up
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/faults
 
 test-unit: venv
@@ -71,8 +71,12 @@ test-elasticsearch: venv stack-up
 bench: venv stack-up
 	$(BIN)/python -m bench
 
+# ruff (style), mypy --strict (types of panopticon/) and import-linter (the direction of imports; contracts in
+# pyproject.toml). Part of `make test`.
 lint: venv
-	$(BIN)/ruff check panopticon tests celeryconfig.py wsgi.py
+	$(BIN)/ruff check panopticon tests bench celeryconfig.py wsgi.py
+	$(BIN)/mypy panopticon
+	$(BIN)/lint-imports
 
 # .env.example and the variable table of OPERATIONS.md are generated from panopticon/settings.py.
 docs env-example: venv

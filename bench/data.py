@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import orjson
 from confluent_kafka import Producer
 
+from panopticon import flow
 from panopticon.kafka import producer_config
+from panopticon.processing.decoders import decoder_for
 from panopticon.processing.schemas import Decoded
 from panopticon.sample import generate
 from panopticon.settings import Settings
-from panopticon.streams import streams
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +52,13 @@ def sample_messages(count: int, *, seed: int, error_ratio: float = 0.05, hours_b
 
 def documents(settings: Settings, messages: Sequence[Msg]) -> dict[str, list[tuple[str, bytes]]]:
     """The documents the worker would write for `messages`, by data stream, JSON-encoded (the ceiling's input)."""
-    table = streams(settings)
-    by_kind = {"span": table["spans"], "log": table["logs"]}
+    by_kind = {"span": flow.stream("spans"), "log": flow.stream("logs")}
     now_ms = int(time.time() * 1000)
-    out: dict[str, list[tuple[str, bytes]]] = {s.data_stream: [] for s in table.values()}
+    out: dict[str, list[tuple[str, bytes]]] = {s.data_stream: [] for s in flow.STREAMS}
     for offset, message in enumerate(messages):
         stream = by_kind[message.kind]
-        decoded = stream.decode(message.value, topic=stream.topic, partition=0, offset=offset, now_ms=now_ms)
+        (decoded,) = decoder_for(stream)(message.value, topic=stream.topic(settings), partition=0, offset=offset,
+                                         now_ms=now_ms, max_bytes=settings.max_message_bytes)
         if not isinstance(decoded, Decoded):
             raise ValueError(f"sample message {message.doc_id} is not valid: {decoded.reason}")
         out[stream.data_stream].append((decoded.doc_id, orjson.dumps(decoded.document)))

@@ -28,8 +28,9 @@ from bench.ingest import _produce_paced, _start_pipeline
 from bench.procs import Launcher
 from bench.query import get
 from bench.stats import summary_ms
-from panopticon.errorstream.protocol import envelope, make_cursor, ms_to_iso
+from panopticon.errorstream.protocol import envelope, make_cursor
 from panopticon.kafka import producer_config
+from panopticon.model.times import iso_ms
 from panopticon.settings import Settings
 
 log = logging.getLogger("bench.errors")
@@ -146,7 +147,7 @@ def fan_out(settings: Settings, sockets: Sockets, run: str, count: int, rate: fl
             time.sleep(ahead)
         now = time.time()
         doc_id = f"{run}-f{n}"
-        at = ms_to_iso(int(now * 1000))
+        at = iso_ms(int(now * 1000))
         document = {"@timestamp": at, "timestamp": at, "service_name": "probe", "environment": "bench",
                     "level": "ERROR", "level_num": 5, "message": f"fan-out probe {n}", "event_id": doc_id,
                     "ingested_at": at, "attributes": {}}

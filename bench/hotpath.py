@@ -29,7 +29,7 @@ from panopticon.settings import Settings
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("json decode (orjson.loads)", ("orjson.loads",)),
     ("validation (marshmallow schemas)", ("marshmallow/", "processing/schemas.py")),
-    ("document building", ("processing/documents.py", "rollup/histogram.py")),
+    ("document building", ("processing/documents.py", "model/histogram.py", "model/times.py")),
     ("bulk body encoding", ("orjson.dumps", "storage/store.py:bulk")),
     ("engine round trip (waiting)", ("recv_into", "sendall", "socket")),
     ("HTTP client", ("urllib3/", "opensearchpy/", "http/client.py", "elastic_transport/", "json/")),

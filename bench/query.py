@@ -30,14 +30,14 @@ import redis
 from bench.env import namespace
 from bench.procs import Launcher, Proc
 from bench.stats import percentile
-from panopticon.processing.schemas import Decoded
+from panopticon.model.times import iso_ms
+from panopticon.processing.schemas import Decoded, decode_span
 from panopticon.rollup import documents as rollup_docs
 from panopticon.rollup import job
 from panopticon.rollup.aggregate import Aggregate
 from panopticon.rollup.documents import HOURLY, Key, Row
 from panopticon.settings import Settings
 from panopticon.storage import METRICS, TRACES, SearchStore
-from panopticon.streams import streams
 
 log = logging.getLogger("bench.query")
 
@@ -58,7 +58,7 @@ def _latency(rng: random.Random, service: int, endpoint: int) -> float:
 def raw_spans(settings: Settings, start_ms: int, end_ms: int, per_minute: int, seed: int) -> list[tuple[str, dict]]:
     """Request spans (SERVER, with http) for every service and endpoint, `per_minute` each minute."""
     rng = random.Random(seed)
-    decode = streams(settings)["spans"].decode
+    decode = decode_span
     now = int(time.time() * 1000)
     out = []
     n = 0
@@ -82,7 +82,7 @@ def raw_spans(settings: Settings, start_ms: int, end_ms: int, per_minute: int, s
 
 
 def _epoch_ms(iso: str) -> int:
-    from panopticon.processing.schemas import parse_time
+    from panopticon.model.times import parse_time
 
     return int(parse_time(iso))
 
@@ -230,7 +230,7 @@ def _r(value: float | None) -> float | None:
 
 
 def _iso(ms: int) -> str:
-    return rollup_docs.iso_ms(ms)
+    return iso_ms(ms)
 
 
 # --- the section --------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from panopticon.settings import Settings
 
 
 def _settings() -> Settings:
-    return current_app.config["PANOPTICON_SETTINGS"]
+    settings: Settings = current_app.config["PANOPTICON_SETTINGS"]
+    return settings
 
 
 def _duration_ms(text: str) -> float:
@@ -31,7 +32,8 @@ def _duration_ms(text: str) -> float:
 @click.option("--spread", default="0s", show_default=True,
               help="Spread trace start times over this span of time ending now (e.g. 6h).")
 @click.option("--forever", is_flag=True, help="Keep sending batches of --count until stopped (make run).")
-def send_sample(count, rate, seed, kind, error_ratio, latency_sigma, spread, forever) -> None:
+def send_sample(count: int, rate: float, seed: int | None, kind: str, error_ratio: float, latency_sigma: float,
+                spread: str, forever: bool) -> None:
     """Produce realistic sample traffic to the log and span topics."""
     import time
 
@@ -57,7 +59,7 @@ def send_sample(count, rate, seed, kind, error_ratio, latency_sigma, spread, for
 
 def _moment_ms(text: str, now_ms: int) -> int:
     """An ISO 8601 time, epoch milliseconds, `now`, or a duration meaning that long ago (6h, 7d)."""
-    from panopticon.processing.schemas import parse_time
+    from panopticon.model.times import parse_time
 
     if text.strip().lower() == "now":
         return now_ms
@@ -80,10 +82,11 @@ rollup = AppGroup("rollup", help="Rollups of traces-apm into metrics-apm.")
 @click.option("--to", "end", default="now", show_default=True, help="End, in the same forms as --from.")
 def rollup_backfill(start: str, end: str) -> None:
     """Re-roll every closed window in [--from, --to) and the hours they close. Safe to repeat."""
+    from panopticon.model.times import now_ms
     from panopticon.rollup import job
     from panopticon.storage import open_store
 
-    now = job.now_ms()
+    now = now_ms()
     start_ms, end_ms = _moment_ms(start, now), _moment_ms(end, now)
     if end_ms <= start_ms:
         raise click.BadParameter(f"--to ({end}) must be after --from ({start})", param_hint="--to")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # exported at runtime, not in its __all__
 
 from panopticon.exceptions import ConfigError
 from panopticon.settings import Settings
@@ -14,7 +15,7 @@ from panopticon.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def _msk_iam_token_callback(region: str):
+def _msk_iam_token_callback(region: str) -> Callable[[str], tuple[str, float]]:
     """OAUTHBEARER token for Amazon MSK IAM, from the AWS signer library (optional dependency)."""
     try:
         from aws_msk_iam_sasl_signer import MSKAuthTokenProvider

@@ -12,11 +12,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from panopticon.kafka import producer_config
+from panopticon.model.times import iso_ms
 from panopticon.settings import Settings
 
 # service -> (endpoints with median latency in ms, downstream services it calls)
@@ -41,14 +43,10 @@ LOG_LINES = {
 @dataclass(frozen=True)
 class SampleMessage:
     kind: str  # "span" or "log"
-    body: dict
+    body: dict[str, Any]
 
     def encode(self) -> bytes:
         return orjson.dumps(self.body)
-
-
-def _iso(ms: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{int(ms) % 1000:03d}Z"
 
 
 class TraceFactory:
@@ -71,7 +69,8 @@ class TraceFactory:
         self._server_span(out, self._id(128), None, root_service, env, start_ms, depth=0)
         return out
 
-    def _server_span(self, out, trace_id, parent_id, service, env, start_ms, depth) -> tuple[float, bool]:
+    def _server_span(self, out: list[SampleMessage], trace_id: str, parent_id: str | None, service: str, env: str,
+                     start_ms: float, depth: int) -> tuple[float, bool]:
         endpoints, downstream = self.services[service]
         route = self.rng.choice(list(endpoints))
         duration = self._latency(endpoints[route])
@@ -97,8 +96,10 @@ class TraceFactory:
             out.append(self._log(trace_id, span_id, service, env, start_ms + 1, "DEBUG"))
         return duration, failed
 
-    def _span(self, trace_id, span_id, parent_id, service, env, name, kind, status, start_ms, duration, http):
+    def _span(self, trace_id: str, span_id: str, parent_id: str | None, service: str, env: str, name: str, kind: str,
+              status: str, start_ms: float, duration: float, http: dict[str, Any] | None) -> SampleMessage:
         # Half the spans use the camelCase spelling, as the original TypeScript producers did.
+        body: dict[str, Any]
         if self.rng.random() < 0.5:
             body = {"traceId": trace_id, "spanId": span_id, "parentSpanId": parent_id, "serviceName": service,
                     "environment": env, "name": name, "kind": kind, "status": status,
@@ -106,16 +107,16 @@ class TraceFactory:
         else:
             body = {"trace_id": trace_id, "span_id": span_id, "parent_span_id": parent_id,
                     "service_name": service, "environment": env, "name": name, "kind": kind, "status": status,
-                    "start_time": _iso(start_ms), "duration_ms": duration}
+                    "start_time": iso_ms(start_ms), "duration_ms": duration}
         if http:
             body["http"] = http
         body["attributes"] = {"sample": True}
         return SampleMessage("span", body)
 
-    def _log(self, trace_id, span_id, service, env, at_ms, level):
+    def _log(self, trace_id: str, span_id: str, service: str, env: str, at_ms: float, level: str) -> SampleMessage:
         return SampleMessage("log", {
             "event_id": str(uuid.UUID(int=self.rng.getrandbits(128))),
-            "timestamp": _iso(at_ms), "service_name": service, "environment": env, "level": level,
+            "timestamp": iso_ms(at_ms), "service_name": service, "environment": env, "level": level,
             "message": f"{LOG_LINES[level]} in {service}", "trace_id": trace_id, "span_id": span_id,
         })
 
@@ -145,7 +146,7 @@ def send(settings: Settings, messages: Iterator[SampleMessage], *, rate: float =
     sent = 0
     started = time.monotonic()
 
-    def delivered(error, _message) -> None:
+    def delivered(error: KafkaError | None, _message: Message | None) -> None:
         if error is not None:
             failures.append(str(error))
 

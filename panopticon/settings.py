@@ -92,7 +92,7 @@ def _choice(*allowed: str) -> Parser:
 
 def _divisor_of(whole: int) -> Parser:
     def parse(raw: str) -> int:
-        value = _int(1, whole)(raw)
+        value: int = _int(1, whole)(raw)
         if whole % value:
             raise ValueError(f"must divide {whole}, got {value}")
         return value

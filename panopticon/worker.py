@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging
 
+from panopticon import flow
 from panopticon.settings import Settings, load_or_exit
 
-TASK_MODULES = ["panopticon.processing.tasks", "panopticon.rollup.tasks"]
 
-
-def create_celery(settings: Settings) -> Celery:
-    app = Celery("panopticon", include=[m for m in TASK_MODULES if _importable(m)])
+def create_celery(settings: Settings, task_modules: tuple[str, ...] = flow.TASK_MODULES) -> Celery:
+    """The app; the worker imports every one of `task_modules` at start and fails to start if one is missing."""
+    app = Celery("panopticon", include=list(task_modules))
     app.config_from_object("celeryconfig")
     timeout = settings.bulk_task_timeout_seconds
     app.conf.update(
@@ -33,22 +34,16 @@ def create_celery(settings: Settings) -> Celery:
     return app
 
 
-def beat_schedule(settings: Settings) -> dict[str, dict]:
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """What `celery -A panopticon beat` sends. `expires` drops a run that waited in the queue so long
     that the next one is already due (the next run does the same work, and more)."""
     if not settings.rollup_enabled:
         return {}
     every = settings.rollup_interval_seconds
     return {
-        "rollup-due": {"task": "rollup_due", "schedule": every, "options": {"expires": max(1.0, every * 0.9)}},
-        "rollup-retention": {"task": "rollup_retention", "schedule": 3600.0, "options": {"expires": 3000}},
+        "rollup-due": {"task": flow.ROLLUP_DUE, "schedule": every, "options": {"expires": max(1.0, every * 0.9)}},
+        "rollup-retention": {"task": flow.ROLLUP_RETENTION, "schedule": 3600.0, "options": {"expires": 3000}},
     }
-
-
-def _importable(module: str) -> bool:
-    from importlib.util import find_spec
-
-    return find_spec(module) is not None
 
 
 @cache
@@ -58,7 +53,7 @@ def celery_app() -> Celery:
 
 
 @setup_logging.connect
-def _use_project_logging(**_kwargs) -> None:
+def _use_project_logging(**_kwargs: Any) -> None:
     """Connected, this signal stops Celery from configuring logging its own way."""
     from panopticon.logs import setup_logging as setup
 

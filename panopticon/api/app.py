@@ -12,16 +12,19 @@ from panopticon.api.errors import register_error_handlers
 from panopticon.api.security import init_security
 from panopticon.cli import register_commands
 from panopticon.logs import request_id
+from panopticon.query.service import QueryService
 from panopticon.settings import Settings, load_or_exit
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, query: QueryService | None = None) -> Flask:
+    """The HTTP API; `query` is the service every route calls (built from `settings` when not given)."""
     settings = settings or load_or_exit()
     app = Flask("panopticon", static_folder=None)
     app.config["PANOPTICON_SETTINGS"] = settings
-    app.json.sort_keys = False  # answers keep the field order of their documented schema
+    app.extensions["panopticon.query"] = query or QueryService(settings)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it; answers keep the documented field order
     app.url_map.converters["endpoint"] = metrics.EndpointConverter
     _init_request_ids(app)
     prometheus.init_app(app)

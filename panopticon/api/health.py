@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
-from panopticon.exceptions import StorageError
+from panopticon.api.params import query_service
 
 blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/healthz")
-def healthz():
+def healthz() -> Response:
     return jsonify(status="ok")
 
 
 @blueprint.get("/readyz")
-def readyz():
-    from panopticon.api.services import services
-
-    try:
-        checks = services(current_app).readiness()
-    except StorageError:  # the engine could not even be asked what it is
-        checks = {"search": False}
+def readyz() -> tuple[Response, int]:
+    checks = query_service().readiness()
     ok = all(checks.values())
     return jsonify(status="ok" if ok else "unavailable", checks=checks), (200 if ok else 503)

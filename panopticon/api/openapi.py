@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
@@ -29,6 +29,7 @@ _ERRORS = {
     503: "The search engine (or Redis) is not answering; see Retry-After.",
 }
 _RULE_PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+View = TypeVar("View", bound=Callable[..., Any])
 _ASSETS = ("swagger-ui.css", "index.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
            "favicon-32x32.png")
 
@@ -36,7 +37,7 @@ _ASSETS = ("swagger-ui.css", "index.css", "swagger-ui-bundle.js", "swagger-ui-st
 def operation(*, summary: str, response: type[Schema] | dict[str, Any], args: type[Schema] | None = None,
               path_params: dict[str, dict[str, Any]] | None = None, errors: tuple[int, ...] = (400, 401, 503),
               media_types: tuple[str, ...] = ("application/json",), description: str = "",
-              other_responses: dict[int, type[Schema]] | None = None) -> Callable:
+              other_responses: dict[int, type[Schema]] | None = None) -> Callable[[View], View]:
     """Attach the OpenAPI description of one route to its view function.
 
     `response` is the schema of a 200 answer (a marshmallow Schema, or a JSON schema dict);
@@ -44,8 +45,8 @@ def operation(*, summary: str, response: type[Schema] | dict[str, Any], args: ty
     documents non-200 answers that are not the error envelope.
     """
 
-    def attach(view: Callable) -> Callable:
-        view.openapi = {"summary": summary, "response": response, "args": args, "path_params": path_params or {},
+    def attach(view: View) -> View:
+        view.openapi = {  # type: ignore[attr-defined]  # read back by build_spec"summary": summary, "response": response, "args": args, "path_params": path_params or {},
                         "errors": errors, "media_types": media_types, "other": other_responses or {},
                         "description": description or (view.__doc__ or "").strip()}
         return view

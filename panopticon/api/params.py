@@ -1,50 +1,42 @@
-"""Parameter handling shared by the query routes: parse with a schema, then check the configured limits.
+"""Parameter handling shared by the routes: load the query string with the route's schema into a request.
 
-Everything here runs before any engine call, so a bad or over-limit request costs the engine nothing.
+A format problem becomes `InvalidParameter` naming the parameter, before the query service or the engine
+is asked anything.
 """
 
 from __future__ import annotations
 
-import re
-import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import current_app, request
 from marshmallow import Schema, ValidationError
 
-from panopticon.api.services import services
 from panopticon.exceptions import InvalidParameter
-from panopticon.query.cache import AnswerCache
-from panopticon.query.search import Sort
-from panopticon.query.timeparse import UNITS_MS, TimeRange, resolve_range
-from panopticon.settings import Settings
-from panopticon.storage import SearchStore
+from panopticon.model import ID_RE, ID_RULE
+from panopticon.query.service import QueryService
 
-_ID = re.compile(r"[!-9;-~]{1,128}\Z")
+R = TypeVar("R")
 
 
-def settings() -> Settings:
-    return current_app.config["PANOPTICON_SETTINGS"]
+def query_service() -> QueryService:
+    """The app's query service, built once by `create_app`."""
+    service: QueryService = current_app.extensions["panopticon.query"]
+    return service
 
 
-def store() -> SearchStore:
-    return services(current_app).store
-
-
-def timeout() -> float:
-    return settings().query_timeout_seconds
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+def load(schema: Schema, build: Callable[..., R], **path: Any) -> R:
+    """`build(**path, **parameters)`: the query string loaded by `schema`, plus the path parameters."""
+    return build(**path, **load_args(schema))
 
 
 def load_args(schema: Schema) -> dict[str, Any]:
     """The query string loaded by `schema`; a ValidationError becomes InvalidParameter naming the parameter."""
     try:
-        return schema.load(request.args)
+        loaded: dict[str, Any] = schema.load(request.args)
     except ValidationError as exc:
         raise invalid(exc) from None
+    return loaded
 
 
 def invalid(exc: ValidationError) -> InvalidParameter:
@@ -67,27 +59,9 @@ def _flatten(problem: Any) -> str:
     return str(problem)
 
 
-def window(args: dict[str, Any], default: str) -> TimeRange:
-    """The [start, end) of the request; `default` (like "15m") is the length when start is absent."""
-    amount, unit = int(default[:-1]), default[-1]
-    return resolve_range(args.get("start"), args.get("end"), now_ms=now_ms(), default_ms=amount * UNITS_MS[unit],
-                         max_days=settings().query_max_range_days)
-
-
-def page_limit(args: dict[str, Any]) -> int:
-    limit, maximum = args["limit"], settings().query_max_page_size
-    if limit > maximum:
-        raise InvalidParameter("limit", f"must be at most {maximum} (QUERY_MAX_PAGE_SIZE)")
-    return limit
-
-
-def sort(args: dict[str, Any]) -> Sort:
-    return Sort(args["sort"], args["order"])
-
-
 def path_id(value: str, parameter: str) -> str:
-    if not _ID.match(value):
-        raise InvalidParameter(parameter, "must be 1-128 printable ASCII characters, no spaces or ':'")
+    if not ID_RE.match(value):
+        raise InvalidParameter(parameter, ID_RULE)
     return value
 
 
@@ -95,15 +69,3 @@ def path_text(value: str, parameter: str, max_chars: int = 256) -> str:
     if not 1 <= len(value) <= max_chars:
         raise InvalidParameter(parameter, f"must be 1-{max_chars} characters")
     return value
-
-
-def answer_cache() -> AnswerCache:
-    """The app's cache of aggregated answers (off when REDIS_HOST is unset)."""
-    app = current_app
-    found = app.extensions.get("panopticon.cache")
-    if found is None:
-        config = settings()
-        found = app.extensions["panopticon.cache"] = AnswerCache(
-            services(app).redis, config.metrics_cache_prefix, config.metrics_cache_ttl_seconds,
-            config.rollup_cache_ttl_seconds)
-    return found

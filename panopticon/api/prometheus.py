@@ -1,7 +1,8 @@
-"""`/metrics` of the web and ws processes, and the per-request counters behind it."""
+"""`/metrics` of the web process, and the per-request counters behind it."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from flask import Blueprint, Flask, Response, g, request
@@ -9,6 +10,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from panopticon import telemetry
 from panopticon.api.openapi import operation
+from panopticon.api.params import query_service
+from panopticon.exceptions import StorageError
+
+log = logging.getLogger(__name__)
 
 blueprint = Blueprint("prometheus", __name__)
 
@@ -18,10 +23,28 @@ blueprint = Blueprint("prometheus", __name__)
            media_types=("text/plain",), errors=(401,))
 def metrics() -> Response:
     """Every metric is named once in panopticon/telemetry.py; OPERATIONS.md says how to read them."""
-    refresh = getattr(telemetry, "refresh_on_scrape", None)
-    if refresh is not None:
-        refresh()
+    refresh_rollup_gauges()
     return Response(generate_latest(telemetry.REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+
+
+def refresh_rollup_gauges() -> None:
+    """Read the watermark the rollup job stored, so the gauges say how far rollups are complete now.
+
+    When the engine does not answer the gauges keep their last values; the web process's own /readyz
+    says the engine is down.
+    """
+    service = query_service()
+    if not service.settings.rollup_enabled:
+        return
+    try:
+        watermark_ms = service.rollup_watermark()
+    except StorageError as exc:
+        log.warning("rollup gauges not refreshed: %s", exc)
+        return
+    if watermark_ms is None:
+        return
+    telemetry.ROLLUP_WATERMARK.set(watermark_ms / 1000)
+    telemetry.ROLLUP_LAG.set(max(0, service.clock() - watermark_ms) / 1000)
 
 
 def init_app(app: Flask) -> None:

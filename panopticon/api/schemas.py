@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from panopticon.model import ID_PATTERN, ID_RULE, KINDS, LEVELS, STATUSES
 from panopticon.query.metrics import SERVICE_SORTS
-from panopticon.query.search import KINDS, LOG_SORTS, SPAN_SORTS, STATUSES
+from panopticon.query.requests import Paging, Times
+from panopticon.query.search import LOG_SORTS, SPAN_SORTS
 
 _TIME = ("ISO 8601 (2024-05-01T12:00:00Z), epoch milliseconds, 'now', or a relative time before now "
          "such as 15m, 24h, 7d")
-_ID_PATTERN = r"^[!-9;-~]{1,128}$"
 
 
 def _text(description: str, max_chars: int = 256, **kwargs: Any) -> fields.String:
@@ -26,8 +27,8 @@ def _text(description: str, max_chars: int = 256, **kwargs: Any) -> fields.Strin
 
 
 def _id(description: str) -> fields.String:
-    return fields.String(validate=validate.Regexp(_ID_PATTERN, error="must be 1-128 printable ASCII characters, "
-                                                  "no spaces or ':'"), metadata={"description": description})
+    return fields.String(validate=validate.Regexp(f"^{ID_PATTERN}$", error=ID_RULE),
+                         metadata={"description": description})
 
 
 class Upper(fields.String):
@@ -42,6 +43,21 @@ def _choice(choices: tuple[str, ...], description: str) -> Upper:
                  metadata={"description": description})
 
 
+class Levels(fields.String):
+    """`ERROR` or `WARN,ERROR` (any case) -> ("WARN", "ERROR"), without repeats."""
+
+    # Sent and documented as a string, loaded as a tuple: the override changes the loaded type on purpose.
+    def _deserialize(  # type: ignore[override]
+            self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[str, ...]:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not 1 <= len(text) <= 64:
+            raise ValidationError("must be 1-64 characters")
+        levels = tuple(dict.fromkeys(part.strip().upper() for part in text.split(",") if part.strip()))
+        if not levels or any(level not in LEVELS for level in levels):
+            raise ValidationError(f"must be one or more of {', '.join(LEVELS)}, comma separated")
+        return levels
+
+
 class Args(Schema):
     class Meta:
         unknown = RAISE
@@ -51,47 +67,66 @@ class TimeArgs(Args):
     start = fields.String(metadata={"description": f"Start of the range (inclusive): {_TIME}."})
     end = fields.String(metadata={"description": f"End of the range (exclusive), default now: {_TIME}."})
 
+    @post_load
+    def _times(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        data["times"] = Times(data.pop("start", None), data.pop("end", None))
+        return data
+
 
 class PageArgs(Args):
+    """Paging of a search; the subclass declares `sort` with its own choices."""
+
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, error="must be at least 1"),
                            metadata={"description": "Items per page (at most QUERY_MAX_PAGE_SIZE)."})
     cursor = fields.String(validate=validate.Length(1, 4096),
                            metadata={"description": "`next_cursor` of the previous page, with the same sort."})
     order = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
 
+    @post_load
+    def _page(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        data["page"] = Paging(data.pop("limit"), data.pop("cursor", None), data.pop("sort"), data.pop("order"))
+        return data
 
-class SpanSearchArgs(TimeArgs, PageArgs):
+
+class DurationArgs(Args):
+    min_duration_ms = fields.Float(validate=validate.Range(min=0), metadata={"description": "Shortest duration."})
+    max_duration_ms = fields.Float(validate=validate.Range(min=0), metadata={"description": "Longest duration."})
+
+    @validates_schema
+    def _durations(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        low, high = data.get("min_duration_ms"), data.get("max_duration_ms")
+        if low is not None and high is not None and low > high:
+            raise ValidationError("must not be greater than max_duration_ms", "min_duration_ms")
+
+
+class SpanSearchArgs(TimeArgs, PageArgs, DurationArgs):
     service = _text("Service name (exact).")
     environment = _text("Environment (exact).")
     name = _text("Span name (exact).", 1024)
     kind = _choice(KINDS, "Span kind, any case.")
     status = _choice(STATUSES, "Span status, any case.")
     error = fields.Boolean(metadata={"description": "Only errors (true) or only non-errors (false)."})
-    min_duration_ms = fields.Float(validate=validate.Range(min=0), metadata={"description": "Shortest duration."})
-    max_duration_ms = fields.Float(validate=validate.Range(min=0), metadata={"description": "Longest duration."})
     trace_id = _id("Trace id.")
     span_id = _id("Span id.")
     parent_span_id = _id("Parent span id.")
     sort = fields.String(load_default="start_time", validate=validate.OneOf(tuple(SPAN_SORTS)))
 
 
-class ServiceTracesArgs(TimeArgs, PageArgs):
+class ServiceTracesArgs(TimeArgs, PageArgs, DurationArgs):
     environment = _text("Environment (exact).")
     status = _choice(STATUSES, "Status of the root span, any case.")
     error = fields.Boolean(metadata={"description": "Only failed (true) or only successful (false) traces."})
-    min_duration_ms = fields.Float(validate=validate.Range(min=0), metadata={"description": "Shortest duration."})
-    max_duration_ms = fields.Float(validate=validate.Range(min=0), metadata={"description": "Longest duration."})
     sort = fields.String(load_default="start_time", validate=validate.OneOf(("start_time", "duration_ms")))
 
 
 class LogSearchArgs(TimeArgs, PageArgs):
     service = _text("Service name (exact).")
     environment = _text("Environment (exact).")
-    level = fields.String(validate=validate.Length(1, 64), metadata={
+    levels = Levels(data_key="level", metadata={
         "description": "Level, or several comma separated (TRACE, DEBUG, INFO, WARN, ERROR, FATAL; any case)."})
     trace_id = _id("Trace id.")
     span_id = _id("Span id.")
-    q = _text("Full-text search in the message: every word must appear.")
+    text = _text("Full-text search in the message: every word must appear.", data_key="q")
     sort = fields.String(load_default="timestamp", validate=validate.OneOf(tuple(LOG_SORTS)))
 
 
@@ -125,12 +160,12 @@ class EndpointTracesArgs(TimeArgs):
 # --- responses ----------------------------------------------------------------------------------------
 
 
-def _req(field: fields.Field) -> fields.Field:
+def _req(field: fields.Field[Any]) -> fields.Field[Any]:
     field.required = True
     return field
 
 
-def _nullable(field_class: type[fields.Field], **kwargs: Any) -> fields.Field:
+def _nullable(field_class: type[fields.Field[Any]], **kwargs: Any) -> fields.Field[Any]:
     return _req(field_class(allow_none=True, **kwargs))
 
 

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, abort, jsonify
 
 from panopticon.api import params, schemas
 from panopticon.api.openapi import operation
-from panopticon.query.traces import get_trace
+from panopticon.query.requests import TraceLookup
 
 blueprint = Blueprint("traces", __name__)
 
@@ -21,9 +21,7 @@ _ARGS = schemas.TraceArgs()
 def trace(traceId: str) -> Response:  # the seed names path parameters in camelCase
     """Every span and log of the trace (optionally of one service / environment); 404 when none exists."""
     trace_id = params.path_id(traceId, "traceId")
-    args = params.load_args(_ARGS)
-    found = get_trace(params.store(), trace_id, service=args.get("service"), environment=args.get("environment"),
-                      timeout=params.timeout())
+    found = params.query_service().trace(params.load(_ARGS, TraceLookup, trace_id=trace_id))
     if found is None:
         abort(404, description=f"no span or log of trace {trace_id!r}")
     return jsonify(found)

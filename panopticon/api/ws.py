@@ -26,12 +26,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from panopticon import telemetry
 from panopticon.api.errors import envelope
 from panopticon.api.security import token_ok
-from panopticon.api.services import services
 from panopticon.errorstream.gapfill import stored_errors
 from panopticon.errorstream.hub import REORDER_MARGIN_MS, ClientQueue, Hub, Subscriber
-from panopticon.errorstream.protocol import PING_FRAME, StreamParams, notice, parse_stream_params, text_frame
+from panopticon.errorstream.protocol import (
+    PING_FRAME,
+    LiveMessage,
+    StreamParams,
+    notice,
+    parse_stream_params,
+    text_frame,
+)
 from panopticon.exceptions import StorageError
 from panopticon.settings import Settings, load_or_exit
+from panopticon.storage import SearchStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +64,7 @@ def create_ws_app(settings: Settings | None = None, hub: Hub | None = None) -> F
     app.add_url_rule("/readyz", "readyz", _readyz)
     app.add_url_rule("/metrics", "metrics", _metrics)
 
-    @sock.route(settings.ws_path)
+    @sock.route(settings.ws_path)  # type: ignore[untyped-decorator]  # flask-sock is untyped
     def error_logs(ws: Any) -> None:
         ClientStream(ws, hub, settings, g.stream_params, app).run()
 
@@ -65,28 +72,41 @@ def create_ws_app(settings: Settings | None = None, hub: Hub | None = None) -> F
 
 
 def _hub() -> Hub:
-    return current_app.extensions["panopticon-ws-hub"]
+    hub: Hub = current_app.extensions["panopticon-ws-hub"]
+    return hub
 
 
-def _catch_up(app: Flask, since_ms: int):
+_STORE_LOCK = threading.Lock()
+
+
+def _store(app: Flask) -> SearchStore:
+    """The process's store for gap fills and catch-up, opened on first use (the engine may be down at start)."""
+    with _STORE_LOCK:
+        store: SearchStore | None = app.extensions.get("panopticon-ws-store")
+        if store is None:
+            store = app.extensions["panopticon-ws-store"] = open_store(app.config["PANOPTICON_SETTINGS"])
+        return store
+
+
+def _catch_up(app: Flask, since_ms: int) -> list[LiveMessage]:
     settings: Settings = app.config["PANOPTICON_SETTINGS"]
     limit = min(settings.ws_dedupe_window, SEARCH_MAX_WINDOW)
-    return stored_errors(services(app).store, settings, since_ms, None, limit)[0]
+    return stored_errors(_store(app), settings, since_ms, None, limit)[0]
 
 
-def _healthz():
+def _healthz() -> Response:
     _hub().start()
     return jsonify(status="ok", **_hub().stats())
 
 
-def _readyz():
+def _readyz() -> tuple[Response, int]:
     hub = _hub()
     hub.start()
     ready = hub.subscribed
     return jsonify(status="ok" if ready else "unavailable", **hub.stats()), (200 if ready else 503)
 
 
-def _metrics():
+def _metrics() -> Response:
     return Response(generate_latest(telemetry.REGISTRY), mimetype=CONTENT_TYPE_LATEST)
 
 
@@ -125,7 +145,7 @@ def _authorised(tokens: tuple[str, ...]) -> bool:
     return bool(query_token) and token_ok(f"Bearer {query_token}", tokens)
 
 
-def _check_handshake():
+def _check_handshake() -> Response | None:
     settings: Settings = current_app.config["PANOPTICON_SETTINGS"]
     hub = _hub()
     hub.start()
@@ -153,7 +173,7 @@ class SlowClient(Exception):
     """The socket accepted nothing for WS_SEND_TIMEOUT_SECONDS."""
 
 
-def _send_deadline(seconds: float):
+def _send_deadline(seconds: float) -> contextlib.AbstractContextManager[object]:
     """A deadline on a blocking write: gevent's Timeout in the `ws` process; none under plain threads."""
     try:
         from gevent import Timeout
@@ -223,7 +243,7 @@ class ClientStream:
         # what was delivered up to it. Otherwise start at the time itself.
         start = since.ms - REORDER_MARGIN_MS if already is not None else since.ms
         try:
-            messages, skipped = stored_errors(services(self.app).store, self.settings, start, self.params.filter,
+            messages, skipped = stored_errors(_store(self.app), self.settings, start, self.params.filter,
                                               self.settings.ws_gap_fill_max)
         except StorageError as exc:
             log.warning("gap fill failed: %s", exc)

@@ -9,15 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from panopticon.errorstream.protocol import (
-    ERROR_LEVELS,
     ClientFilter,
     LiveMessage,
     envelope,
-    iso_to_ms,
     live_message,
     make_cursor,
-    ms_to_iso,
 )
+from panopticon.model import ERROR_LEVELS
+from panopticon.model.times import iso_ms, iso_to_ms
 from panopticon.settings import Settings
 from panopticon.storage import LOGS, SearchStore
 
@@ -26,7 +25,7 @@ def error_query(since_ms: int, wanted: ClientFilter | None, limit: int) -> dict[
     """The newest `limit` ERROR/FATAL logs stored at or after `since_ms` that `wanted` accepts."""
     levels = wanted.levels if wanted is not None else list(ERROR_LEVELS)
     clauses: list[dict[str, Any]] = [
-        {"range": {"ingested_at": {"gte": ms_to_iso(since_ms)}}},
+        {"range": {"ingested_at": {"gte": iso_ms(since_ms)}}},
         {"terms": {"level": levels}},
     ]
     if wanted is not None and wanted.services is not None:

@@ -193,7 +193,7 @@ class Hub:
         while self._running:
             client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=3, socket_keepalive=True,
                                           health_check_interval=15)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # untyped in redis-py
             try:
                 pubsub.subscribe(self.channel)
                 self.subscribed = True

@@ -18,15 +18,14 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates
 
-from panopticon.processing.schemas import LEVELS
+from panopticon.model import ERROR_LEVELS, LEVELS
+from panopticon.model.times import iso_to_ms
 
-ERROR_LEVELS = ("ERROR", "FATAL")
 _CURSOR = re.compile(r"^(\d{10,16})(?:-(\d{1,9}):(\d{1,19}))?$")
 
 
@@ -35,18 +34,6 @@ def make_cursor(ingested_ms: int, partition: int | None = None, offset: int | No
     if partition is None or offset is None:
         return str(ingested_ms)
     return f"{ingested_ms}-{partition}:{offset}"
-
-
-def iso_to_ms(text: str) -> int:
-    """`2024-05-01T12:00:00.123Z` (or any ISO 8601 with a zone; naive means UTC) -> epoch ms."""
-    moment = datetime.fromisoformat(text.strip())
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
-def ms_to_iso(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @dataclass(frozen=True, slots=True)

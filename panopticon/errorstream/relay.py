@@ -23,8 +23,9 @@ import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from panopticon import telemetry
-from panopticon.errorstream.protocol import envelope, iso_to_ms, make_cursor
+from panopticon.errorstream.protocol import envelope, make_cursor
 from panopticon.kafka import consumer_config, ensure_topics
+from panopticon.model.times import iso_to_ms
 from panopticon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,9 @@ class Relay:
                 batch.append(body)
         self._publish(batch)
         for message in messages:
-            self._positions[(message.topic(), message.partition())] = message.offset() + 1
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic is not None and partition is not None and offset is not None:  # always set on a fetched one
+                self._positions[(topic, partition)] = offset + 1
         self._commit(force=False)
 
     def _poll(self) -> list[Message]:
@@ -142,7 +145,10 @@ class Relay:
         self._last_commit = now
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=not force)
+            if force:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
             log.warning("commit failed (will be retried): %s", exc)
             return

@@ -23,17 +23,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
+from celery.result import AsyncResult
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from panopticon import telemetry
 from panopticon.exceptions import PipelineStopped
+from panopticon.flow import Stream, streams_by_topic
 from panopticon.ingest.batcher import Batch, Batcher, Message
 from panopticon.ingest.offsets import OffsetTracker
 from panopticon.kafka import consumer_config, ensure_topics
 from panopticon.settings import Settings
-from panopticon.streams import stream_by_topic
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class Bridge:
     def __init__(self, settings: Settings, celery: Celery, consumer: Consumer | None = None) -> None:
         self.settings = settings
         self.celery = celery
-        self.streams = stream_by_topic(settings)
+        self.streams: dict[str, Stream] = streams_by_topic(settings)
         self.consumer = consumer or Consumer(consumer_config(settings))
         self.batcher = Batcher(
             max_count=settings.bulk_batch_size,
@@ -221,15 +222,16 @@ class Bridge:
         telemetry.BATCHES_IN_FLIGHT.set(len(self.in_flight))
 
     def _send(self, batch: Batch, attempts: int) -> None:
-        by_topic: dict[str, list[list]] = {}
+        by_topic: dict[str, list[list[Any]]] = {}
         for m in batch.messages:
             by_topic.setdefault(m.topic, []).append([m.partition, m.offset, m.value])
         # One stream per batch, and one topic per stream: a batch is one task.
         (topic, records), = by_topic.items()
         task_id = str(uuid.uuid4())
+        result: AsyncResult[Any] | Unsent
         try:
             result = self.celery.send_task(
-                "bulk_index", args=[batch.stream, topic, records], task_id=task_id,
+                self.streams[topic].task, args=[batch.stream, topic, records], task_id=task_id,
                 queue=self.settings.celery_queue, serializer="msgpack")
         except CELERY_UNAVAILABLE as exc:
             result = Unsent(exc)

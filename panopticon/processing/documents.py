@@ -7,24 +7,13 @@ query code rely on are computed once, at ingest, by one rule.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from panopticon.rollup.histogram import bucket_index
+from panopticon.model import endpoint_of, is_error_span, is_request
+from panopticon.model.histogram import bucket_index
+from panopticon.model.times import iso_ms
 
-# 2000-01-01T00:00:00Z: anything earlier is a producer bug (often epoch seconds sent as milliseconds).
-MIN_TIME_MS = 946_684_800_000
-MAX_FUTURE_MS = 86_400_000
-
-
-def iso_ms(epoch_ms: float) -> str:
-    """Format epoch milliseconds as `2024-05-01T12:00:00.123Z`, the one time format we store.
-
-    One fixed format (UTC, milliseconds, Z) keeps documents comparable as strings and avoids the
-    engine guessing a format. Sub-millisecond precision is dropped here but kept in duration_ms.
-    """
-    seconds, millis = divmod(int(epoch_ms), 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+__all__ = ["log_document", "span_document"]
 
 
 def span_document(span: dict[str, Any], start_ms: float, end_ms: float, duration_ms: float,
@@ -57,10 +46,9 @@ def span_document(span: dict[str, Any], start_ms: float, end_ms: float, duration
         document["http"] = {"method": method, "route": route, "status_code": status_code}
     document["attributes"] = span["attributes"]
     document["is_root"] = parent is None
-    # The contract: a request is a SERVER span, or a root span when the producer gave no kind.
-    document["is_request"] = kind == "SERVER" or (kind is None and parent is None)
-    document["endpoint"] = route or span["name"]
-    document["is_error"] = span["status"] == "ERROR" or (status_code is not None and status_code >= 500)
+    document["is_request"] = is_request(kind, parent)
+    document["endpoint"] = endpoint_of(route, span["name"])
+    document["is_error"] = is_error_span(span["status"], status_code)
     document["duration_bucket"] = bucket_index(duration_ms)
     document["ingested_at"] = iso_ms(now_ms)
     return document

@@ -7,9 +7,10 @@ a batch only counts as done once its rejects and its error logs are durably in K
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from panopticon.exceptions import KafkaUnavailable
 from panopticon.kafka import producer_config
@@ -23,14 +24,23 @@ class DeadLetter:
     offset: int
     value: bytes
     reason: str
+    index: int | None = None  # the item's position when its record holds several documents (OTLP)
 
-    def headers(self) -> list[tuple[str, bytes]]:
-        return [
+    @property
+    def key(self) -> str:
+        coordinates = f"{self.topic}-{self.partition}-{self.offset}"
+        return coordinates if self.index is None else f"{coordinates}-{self.index}"
+
+    def headers(self) -> list[tuple[str, str | bytes | None]]:
+        headers: list[tuple[str, str | bytes | None]] = [
             ("panopticon.error.reason", self.reason.encode()),
             ("panopticon.source.topic", self.topic.encode()),
             ("panopticon.source.partition", str(self.partition).encode()),
             ("panopticon.source.offset", str(self.offset).encode()),
         ]
+        if self.index is not None:
+            headers.append(("panopticon.source.index", str(self.index).encode()))
+        return headers
 
 
 class Outbox:
@@ -41,19 +51,19 @@ class Outbox:
         self.producer = producer or Producer(producer_config(settings))
         self._failures: list[KafkaError] = []
 
-    def _on_delivery(self, error: KafkaError | None, _message) -> None:
+    def _on_delivery(self, error: KafkaError | None, _message: Message | None) -> None:
         if error is not None:
             self._failures.append(error)
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Original bytes as the value; reason and source in headers (as Kafka Connect does)."""
-        self._produce(self.settings.kafka_apm_dlq_topic, f"{letter.topic}-{letter.partition}-{letter.offset}",
-                      letter.value, letter.headers())
+        self._produce(self.settings.kafka_apm_dlq_topic, letter.key, letter.value, letter.headers())
 
-    def error_log(self, doc_id: str, document: dict) -> None:
+    def error_log(self, doc_id: str, document: dict[str, Any]) -> None:
         self._produce(self.settings.kafka_apm_log_error_topic, doc_id, orjson.dumps(document), None)
 
-    def _produce(self, topic: str, key: str, value: bytes, headers) -> None:
+    def _produce(self, topic: str, key: str, value: bytes,
+                 headers: list[tuple[str, str | bytes | None]] | None) -> None:
         while True:
             try:
                 self.producer.produce(topic, value=value, key=key.encode(), headers=headers,

@@ -22,22 +22,20 @@ Input rules beyond the message contract (decided here, relied on elsewhere):
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing
 
-from panopticon.processing.documents import MAX_FUTURE_MS, MIN_TIME_MS, log_document, span_document
+from panopticon.model import ID_RE, ID_RULE, KINDS, LEVEL_ALIASES, LEVELS, STATUSES, span_doc_id
+from panopticon.model.times import MAX_FUTURE_MS, parse_time, time_problem
+from panopticon.processing.documents import log_document, span_document
 
-__all__ = ["LEVELS", "Decoded", "Rejected", "decode_log", "decode_span", "is_error_level"]
+__all__ = ["Decoded", "DecodedRecord", "Rejected", "decode_log", "decode_log_record", "decode_span",
+           "decode_span_record"]
 
-LEVELS: dict[str, int] = {"TRACE": 1, "DEBUG": 2, "INFO": 3, "WARN": 4, "ERROR": 5, "FATAL": 6}
-KINDS = ("SERVER", "CLIENT", "INTERNAL", "PRODUCER", "CONSUMER")
-STATUSES = ("OK", "ERROR", "UNSET")
 DEFAULT_MAX_BYTES = 1_048_576
 MAX_REASON_CHARS = 1000
 
@@ -47,59 +45,29 @@ class Decoded:
     """A valid message, ready to index under `doc_id` (deterministic, so re-delivery is idempotent)."""
 
     doc_id: str
-    document: dict
+    document: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """An invalid message; `reason` names the field(s) and what was wrong, for the dead-letter entry."""
+    """An invalid message, or one invalid item of a record that holds many; `reason` names the field(s)
+    and what was wrong, for the dead-letter entry.
+
+    `index` is the item's position inside its record (None: the whole record is rejected) and `payload`
+    the item's own bytes to dead-letter (None: the record's bytes).
+    """
 
     reason: str
+    index: int | None = None
+    payload: bytes | None = None
 
 
-# ---------------------------------------------------------------------------------------------------
-# Times
+# What a decoder makes of one Kafka record: one entry per document it holds, valid or not. A JSON message
+# is one document; an OTLP record carries many, and one bad item inside it is rejected alone.
+DecodedRecord = tuple[Decoded | Rejected, ...]
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-_NUMERIC = re.compile(r"-?\d{1,20}(?:\.\d{1,9})?\Z")
-
-
-def parse_time(value: object) -> float | None:
-    """Epoch milliseconds from an ISO 8601 string, a number, or a numeric string; None if neither.
-
-    A naive ISO time means UTC. bool is refused although it is an int in Python: `true` is never a time.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)  # orjson never yields NaN or infinity
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    if _NUMERIC.match(value):
-        return float(value)
-    try:
-        moment = datetime.fromisoformat(value)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return (moment - _EPOCH) / _ONE_MS
-    except (ValueError, OverflowError):
-        return None
-
-
-def time_problem(epoch_ms: float, now_ms: int) -> str | None:
-    """Why a time is implausible, or None; checked after the schema because it depends on `now_ms`."""
-    if epoch_ms < MIN_TIME_MS:
-        if MIN_TIME_MS / 1000 <= epoch_ms < 1e11:
-            return "before 2000-01-01 (epoch seconds instead of milliseconds?)"
-        return "before 2000-01-01"
-    if epoch_ms > now_ms + MAX_FUTURE_MS:
-        return "more than 1 day in the future"
-    return None
-
-
-class _Field(fields.Field):
+class _Field(fields.Field[Any]):
     """Base for our fields: each checks its value in `_deserialize`, in one call.
 
     marshmallow's `Field.deserialize` also runs field-level pre/post-load hooks and builds a fresh
@@ -144,13 +112,13 @@ class Id(_Field):
     """A trace / span id: 1-128 printable ASCII characters, no spaces or ':' (see module docstring)."""
 
     default_error_messages = {"invalid": "not a string"}
-    pattern = re.compile(r"[!-9;-~]{1,128}\Z")
+    pattern = ID_RE
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):
             raise self.make_error("invalid")
         if not self.pattern.match(value):
-            raise ValidationError("must be 1-128 printable ASCII characters, no spaces or ':'")
+            raise ValidationError(ID_RULE)
         return value
 
 
@@ -201,7 +169,7 @@ class Number(_Field):
                             else f"must be between {minimum:g} and {maximum:g}")
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, self.types):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not isinstance(value, self.types):
             raise ValidationError(self.type_error)
         if not self.minimum <= value <= self.maximum:
             raise ValidationError(self.range_error)
@@ -213,7 +181,7 @@ class JsonObject(_Field):
 
     default_error_messages = {"invalid": "not a JSON object"}
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.make_error("invalid")
         return value
@@ -263,7 +231,7 @@ class LogSchema(Schema):
     timestamp = Time(required=True)
     service_name = Text(256, required=True)
     environment = Text(256, load_default="unknown")
-    level = Upper(tuple(LEVELS), aliases={"WARNING": "WARN"}, required=True)
+    level = Upper(tuple(LEVELS), aliases=LEVEL_ALIASES, required=True)
     message = Text(32768, min_chars=0, required=True)
     trace_id = Id(load_default=None)
     span_id = Id(load_default=None)
@@ -305,9 +273,9 @@ _SPAN_KEYS = _keys_for(_SPAN_SCHEMA)
 _LOG_KEYS = _keys_for(_LOG_SCHEMA)
 
 
-def _canonical(message: dict, keys: _Keys) -> dict:
+def _canonical(message: dict[str, Any], keys: _Keys) -> dict[str, Any]:
     """Only the known keys, under their snake_case names, with absent-meaning values dropped."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for key, value in message.items():
         name = keys.names.get(key)
         if name is None or key != name and name in out:  # unknown, or camelCase after snake_case
@@ -321,7 +289,7 @@ def _canonical(message: dict, keys: _Keys) -> dict:
     return out
 
 
-def _flatten_http(http: dict, out: dict) -> None:
+def _flatten_http(http: dict[str, Any], out: dict[str, Any]) -> None:
     for key, value in http.items():
         name = _HTTP_NAMES.get(key)
         if name is not None and value is not None and (key != "statusCode" or name not in out):
@@ -336,43 +304,66 @@ _UNSURE = object()  # a check's "not certain": the message goes to marshmallow
 _ABSENT = object()
 
 
-def _fast_check(field: _Field) -> Callable[[Any], Any]:
+Check = Callable[[Any], Any]
+
+
+def _id_check(field: Id) -> Check:
+    match = field.pattern.match
+    return lambda value: value if type(value) is str and match(value) else _UNSURE
+
+
+def _upper_check(field: Upper) -> Check:
+    choices, aliases, low, high = field.choices, field.aliases, field.min_chars, field.max_chars
+
+    def upper(value: Any) -> Any:
+        if type(value) is not str:
+            return _UNSURE
+        text = value.upper()
+        if choices:
+            text = aliases.get(text, text)
+            return text if text in choices else _UNSURE
+        return text if low <= len(text) <= high else _UNSURE
+    return upper
+
+
+def _text_check(field: Text) -> Check:
+    low, high = field.min_chars, field.max_chars
+    return lambda value: value if type(value) is str and low <= len(value) <= high else _UNSURE
+
+
+def _time_check(_field: Time) -> Check:
+    def time(value: Any) -> Any:
+        epoch_ms = parse_time(value)
+        return _UNSURE if epoch_ms is None else epoch_ms
+    return time
+
+
+def _number_check(field: Number) -> Check:
+    types, low, high = field.types, field.minimum, field.maximum
+    return lambda value: value if type(value) in types and low <= value <= high else _UNSURE
+
+
+def _object_check(_field: JsonObject) -> Check:
+    return lambda value: value if type(value) is dict else _UNSURE
+
+
+# By exact field type: a new subclass of a field must get its own check here (else TypeError at import).
+_FAST_CHECKS: dict[type, Callable[[Any], Check]] = {
+    Id: _id_check, Upper: _upper_check, Text: _text_check, Time: _time_check, Number: _number_check,
+    JsonObject: _object_check,
+}
+
+
+def _fast_check(field: fields.Field[Any]) -> Check:
     """A plain function giving what `field._deserialize` gives for a value it accepts, else _UNSURE.
 
-    Exact types on purpose, for fields and values alike: a new subclass of a field must get its own
-    check here (else TypeError at import), and orjson only makes exact types (which keeps bool out of
-    the numbers).
+    Exact types on purpose, for fields and values alike: orjson only makes exact types (which keeps bool
+    out of the numbers).
     """
-    kind = type(field)
-    if kind is Id:
-        match = field.pattern.match
-        return lambda value: value if type(value) is str and match(value) else _UNSURE
-    if kind is Upper:
-        choices, aliases, low, high = field.choices, field.aliases, field.min_chars, field.max_chars
-
-        def upper(value: Any) -> Any:
-            if type(value) is not str:
-                return _UNSURE
-            text = value.upper()
-            if choices:
-                text = aliases.get(text, text)
-                return text if text in choices else _UNSURE
-            return text if low <= len(text) <= high else _UNSURE
-        return upper
-    if kind is Text:
-        low, high = field.min_chars, field.max_chars
-        return lambda value: value if type(value) is str and low <= len(value) <= high else _UNSURE
-    if kind is Time:
-        def time(value: Any) -> Any:
-            epoch_ms = parse_time(value)
-            return _UNSURE if epoch_ms is None else epoch_ms
-        return time
-    if kind is Number:
-        types, low, high = field.types, field.minimum, field.maximum
-        return lambda value: value if type(value) in types and low <= value <= high else _UNSURE
-    if kind is JsonObject:
-        return lambda value: value if type(value) is dict else _UNSURE
-    raise TypeError(f"no fast check for {kind.__name__}: add one, or the fast path cannot be exact")
+    build = _FAST_CHECKS.get(type(field))
+    if build is None:
+        raise TypeError(f"no fast check for {type(field).__name__}: add one, or the fast path cannot be exact")
+    return build(field)
 
 
 # One field as the fast path reads it: (key, camelCase key or None, loaded name, check, required,
@@ -392,7 +383,8 @@ def _plan_for(schema: Schema, keys: _Keys) -> _Plan:
     """The fast path's view of `schema`, from the same key tables `_canonical` uses."""
     camel = {name: key for key, name in keys.names.items() if key != name}
     camel.update({name: key for key, name in _HTTP_NAMES.items() if key != name[5:]})
-    top, http = [], []
+    top: list[_FastField] = []
+    http: list[_FastField] = []
     for name, field in schema.fields.items():
         if name == "http":
             continue
@@ -403,7 +395,7 @@ def _plan_for(schema: Schema, keys: _Keys) -> _Plan:
     return _Plan(tuple(top), tuple(http) if "http" in schema.fields else None)
 
 
-def _fast_load(plan: _Plan, message: dict) -> dict | None:
+def _fast_load(plan: _Plan, message: dict[str, Any]) -> dict[str, Any] | None:
     """What `schema.load(_canonical(message, keys))` returns, when every field is plainly valid; else None.
 
     Why: marshmallow's per-field machinery (getters, error store, set_value) was about half of the
@@ -435,7 +427,7 @@ def _fast_load(plan: _Plan, message: dict) -> dict | None:
     return loaded
 
 
-def _fast_fields(fields: tuple[_FastField, ...], source: dict) -> dict | None:
+def _fast_fields(fields: tuple[_FastField, ...], source: dict[str, Any]) -> dict[str, Any] | None:
     loaded = {}
     for key, camel, name, check, required, default, blank_is_absent in fields:
         value = source.get(key, _ABSENT)
@@ -463,13 +455,13 @@ _LOG_PLAN = _plan_for(_LOG_SCHEMA, _LOG_KEYS)
 # Reasons
 
 
-def _error_lines(errors: dict, message: dict) -> list[str]:
+def _error_lines(errors: dict[str, Any], message: dict[str, Any]) -> list[str]:
     """marshmallow's error dict as `field: problem` lines, naming keys as the producer sent them."""
     return [f"{_sent_name(message, name)}: {'; '.join(str(item).rstrip('.') for item in problems)}"
             for name, problems in errors.items()]
 
 
-def _sent_name(message: dict, name: str) -> str:
+def _sent_name(message: dict[str, Any], name: str) -> str:
     """`name` as the producer spelled it: camelCase if that is what they sent, http_x as http.x."""
     if name.startswith("http_"):
         http = message.get("http")
@@ -486,7 +478,7 @@ def _reason(lines: list[str]) -> str:
     return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 3] + "..."
 
 
-def _parse(raw: object, max_bytes: int) -> dict | Rejected:
+def _parse(raw: object, max_bytes: int) -> dict[str, Any] | Rejected:
     """The message as a JSON object, or why it is not one."""
     if raw is None:
         return Rejected("empty message (null value)")
@@ -513,14 +505,15 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "null")
 
 
-def _load(schema: Schema, keys: _Keys, plan: _Plan, message: dict) -> dict | Rejected:
-    if _FAST_PATH and (loaded := _fast_load(plan, message)) is not None:
-        return loaded
+def _load(schema: Schema, keys: _Keys, plan: _Plan, message: dict[str, Any]) -> dict[str, Any] | Rejected:
+    if _FAST_PATH and (fast := _fast_load(plan, message)) is not None:
+        return fast
     try:
-        return schema.load(_canonical(message, keys))
+        loaded: dict[str, Any] = schema.load(_canonical(message, keys))
     except ValidationError as exc:
         errors = exc.messages if isinstance(exc.messages, dict) else {"message": exc.messages}
         return Rejected(_reason(_error_lines(errors, message)))
+    return loaded
 
 
 def _internal_error(exc: Exception) -> Rejected:
@@ -557,10 +550,11 @@ def _decode_span(raw: bytes, now_ms: int, max_bytes: int) -> Decoded | Rejected:
         return timing
     start_ms, end_ms, duration_ms = timing
     document = span_document(span, start_ms, end_ms, duration_ms, now_ms)
-    return Decoded(f"{span['trace_id']}:{span['span_id']}", document)
+    return Decoded(span_doc_id(span["trace_id"], span["span_id"]), document)
 
 
-def _span_timing(span: dict, message: dict, now_ms: int) -> tuple[float, float, float] | Rejected:
+def _span_timing(span: dict[str, Any], message: dict[str, Any],
+                 now_ms: int) -> tuple[float, float, float] | Rejected:
     """(start, end, duration) in ms: end_time wins when given, else start_time + duration_ms."""
     start_ms, end_ms, duration_ms = span["start_time"], span["end_time"], span["duration_ms"]
     problems = []
@@ -614,6 +608,17 @@ def _decode_log(raw: bytes, topic: str, partition: int, offset: int, now_ms: int
     return Decoded(log["event_id"] or f"{topic}-{partition}-{offset}", document)
 
 
-def is_error_level(document: dict) -> bool:
-    """True for an ERROR or FATAL log document: those are forwarded to `apm.logs.error`."""
-    return document.get("level") in ("ERROR", "FATAL")
+# ---------------------------------------------------------------------------------------------------
+# Records: the decoder contract of the flow table (`panopticon.flow`)
+
+
+def decode_span_record(raw: bytes, *, topic: str, partition: int, offset: int, now_ms: int,
+                       max_bytes: int = DEFAULT_MAX_BYTES) -> DecodedRecord:
+    """One `apm.spans` record: exactly one span."""
+    return (decode_span(raw, topic=topic, partition=partition, offset=offset, now_ms=now_ms, max_bytes=max_bytes),)
+
+
+def decode_log_record(raw: bytes, *, topic: str, partition: int, offset: int, now_ms: int,
+                      max_bytes: int = DEFAULT_MAX_BYTES) -> DecodedRecord:
+    """One `apm.logs` record: exactly one log."""
+    return (decode_log(raw, topic=topic, partition=partition, offset=offset, now_ms=now_ms, max_bytes=max_bytes),)

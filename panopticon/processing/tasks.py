@@ -15,20 +15,25 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import orjson
 from celery import current_app, shared_task
 
+from panopticon import flow
 from panopticon.exceptions import EngineUnavailable
+from panopticon.model import is_error_level
+from panopticon.processing.decoders import decoder_for
 from panopticon.processing.outbox import DeadLetter, Outbox
-from panopticon.processing.schemas import Decoded, Rejected, is_error_level
+from panopticon.processing.schemas import Decoded, Rejected
 from panopticon.settings import Settings
 from panopticon.storage import BulkItem, SearchStore, open_store
-from panopticon.streams import streams
 
 log = logging.getLogger(__name__)
 
 Record = tuple[int, int, bytes]  # partition, offset, raw value
+# Where a document came from: its record, and its index there when the record holds several documents.
+Origin = tuple[Record, int | None]
 
 
 @dataclass
@@ -57,21 +62,24 @@ def index_batch(
     now_ms: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchOutcome:
-    stream = streams(store.settings)[stream_name]
+    stream = flow.stream(stream_name)
+    decode = decoder_for(stream)
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     outcome = BatchOutcome()
     valid: dict[str, Decoded] = {}
-    sources: dict[str, Record] = {}
+    sources: dict[str, Origin] = {}
     for record in records:
         partition, offset, raw = record
-        result = stream.decode(raw, topic=topic, partition=partition, offset=offset, now_ms=now_ms,
-                               max_bytes=max_message_bytes)
-        if isinstance(result, Rejected):
-            _dead_letter(outbox, outcome, topic, record, result.reason)
-        else:
-            # A producer that sends one id twice in a batch: keep the first, as the engine would.
-            valid.setdefault(result.doc_id, result)
-            sources.setdefault(result.doc_id, record)
+        items = decode(raw, topic=topic, partition=partition, offset=offset, now_ms=now_ms,
+                       max_bytes=max_message_bytes)
+        several = len(items) > 1
+        for index, item in enumerate(items):
+            if isinstance(item, Rejected):
+                _dead_letter(outbox, outcome, topic, record, item.reason, item.index, item.payload)
+            elif item.doc_id not in valid:
+                # A producer that sends one id twice in a batch: keep the first, as the engine would.
+                valid[item.doc_id] = item
+                sources[item.doc_id] = (record, index if several else None)
 
     pending = [(doc_id, orjson.dumps(d.document)) for doc_id, d in valid.items()]
     for attempt in range(max_retries + 1):
@@ -84,9 +92,9 @@ def index_batch(
     if pending:
         raise EngineUnavailable(f"{len(pending)} documents still refused after {max_retries} retries")
 
-    if stream_name == "logs":
+    if stream.forwards_errors:
         for doc_id, decoded in valid.items():
-            if is_error_level(decoded.document) and doc_id not in outcome.rejected_ids:
+            if is_error_level(decoded.document.get("level")) and doc_id not in outcome.rejected_ids:
                 outbox.error_log(doc_id, decoded.document)
                 outcome.errors_forwarded += 1
     outbox.flush()
@@ -94,7 +102,7 @@ def index_batch(
 
 
 def _store_once(store: SearchStore, data_stream: str, pending: list[tuple[str, bytes]], outcome: BatchOutcome,
-                outbox: Outbox, topic: str, sources: dict[str, Record]) -> list[tuple[str, bytes]]:
+                outbox: Outbox, topic: str, sources: dict[str, Origin]) -> list[tuple[str, bytes]]:
     """One bulk attempt; returns what must be tried again."""
     try:
         items = store.create_many(data_stream, pending)
@@ -111,13 +119,17 @@ def _store_once(store: SearchStore, data_stream: str, pending: list[tuple[str, b
             again.append((doc_id, body))
         else:
             outcome.rejected_ids.add(doc_id)
-            _dead_letter(outbox, outcome, topic, sources[doc_id], _engine_reason(item))
+            record, index = sources[doc_id]
+            # One document of a record that holds several: dead-letter that document, not the whole record.
+            _dead_letter(outbox, outcome, topic, record, _engine_reason(item), index,
+                         body if index is not None else None)
     return again
 
 
-def _dead_letter(outbox: Outbox, outcome: BatchOutcome, topic: str, record: Record, reason: str) -> None:
+def _dead_letter(outbox: Outbox, outcome: BatchOutcome, topic: str, record: Record, reason: str,
+                 index: int | None = None, payload: bytes | None = None) -> None:
     partition, offset, raw = record
-    outbox.dead_letter(DeadLetter(topic, partition, offset, raw, reason))
+    outbox.dead_letter(DeadLetter(topic, partition, offset, raw if payload is None else payload, reason, index))
     outcome.dead_lettered += 1
 
 
@@ -139,8 +151,8 @@ def _resources() -> tuple[Settings, SearchStore, Outbox]:
     return settings, store, Outbox(settings)
 
 
-@shared_task(name="bulk_index", acks_late=True)
-def bulk_index(stream: str, topic: str, records: list[list]) -> dict[str, int]:
+@shared_task(name=flow.BULK_INDEX, acks_late=True)
+def bulk_index(stream: str, topic: str, records: list[list[Any]]) -> dict[str, int]:
     settings, store, outbox = _resources()
     outcome = index_batch(
         store, outbox, stream, topic, [(int(p), int(o), bytes(v)) for p, o, v in records],

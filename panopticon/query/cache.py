@@ -84,15 +84,18 @@ class AnswerCache:
         return answer, "miss"
 
     def _read(self, key: str) -> dict[str, Any] | None:
+        assert self.client is not None  # only called with the cache on
         try:
             raw = self.client.get(key)
-            return orjson.loads(raw) if raw is not None else None
+            answer: dict[str, Any] | None = orjson.loads(raw) if raw is not None else None  # type: ignore[arg-type]
+            return answer  # (a sync client: get() returns bytes, not an awaitable)
         except (redis.RedisError, orjson.JSONDecodeError) as exc:
             self.stats.count("errors")
             log.warning("query cache read failed, answering without it: %s", exc)
             return None
 
     def _write(self, key: str, answer: dict[str, Any]) -> None:
+        assert self.client is not None  # only called with the cache on
         try:
             self.client.set(key, orjson.dumps(answer), ex=max(1, self.ttl_for(answer)))
         except redis.RedisError as exc:

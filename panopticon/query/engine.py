@@ -26,7 +26,8 @@ def run_search(store: SearchStore, index: str, body: dict[str, Any], timeout: fl
 
 
 def hits(answer: dict[str, Any]) -> list[dict[str, Any]]:
-    return answer.get("hits", {}).get("hits", [])
+    found: list[dict[str, Any]] = answer.get("hits", {}).get("hits", [])
+    return found
 
 
 def total(answer: dict[str, Any]) -> int:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from panopticon.exceptions import InvalidParameter
+from panopticon.model.times import iso_ms
 from panopticon.query import filters as f
 from panopticon.query.engine import hits, run_search
 from panopticon.query.raw import GroupBy, Key, raw_aggregates
 from panopticon.query.search import span_out
-from panopticon.query.timeparse import UNITS_MS, TimeRange, iso
+from panopticon.query.timeparse import UNITS_MS, TimeRange
 from panopticon.rollup.aggregate import Aggregate
 from panopticon.rollup.job import get_watermark
 from panopticon.rollup.read import RangePlan, read_rollups, split_range
@@ -85,9 +86,9 @@ def collect(store: SearchStore, scope: Scope, window: TimeRange, *, interval_ms:
         if search and group_by:
             found = {k: v for k, v in found.items() if _group_matches(k, search)}
         _merge_into(aggregates, found)
-        rollup_source = {"from": iso(plan.rollup[0]), "to": iso(plan.rollup[1]), "documents": answer.documents,
+        rollup_source = {"from": iso_ms(plan.rollup[0]), "to": iso_ms(plan.rollup[1]), "documents": answer.documents,
                          "tiers": sorted({tier for tier, _, _ in answer.segments})}
-    sources = {"raw": [{"from": iso(a), "to": iso(b)} for a, b in plan.raw], "rollup": rollup_source}
+    sources = {"raw": [{"from": iso_ms(a), "to": iso_ms(b)} for a, b in plan.raw], "rollup": rollup_source}
     return aggregates, sources
 
 
@@ -134,25 +135,24 @@ def time_series(store: SearchStore, scope: Scope, window: TimeRange, interval_ms
     for start in range(window.start_ms, window.end_ms, interval_ms):
         aggregate = by_time.get(start, Aggregate())
         overall.merge(aggregate)
-        buckets.append({"time": iso(start), "time_ms": start, **stats(aggregate)})
+        buckets.append({"time": iso_ms(start), "time_ms": start, **stats(aggregate)})
     return {
         "service_name": scope.service, "environment": scope.environment, "endpoint": scope.endpoint,
-        "from": iso(window.start_ms), "to": iso(window.end_ms), "interval": format_interval(interval_ms),
+        "from": iso_ms(window.start_ms), "to": iso_ms(window.end_ms), "interval": format_interval(interval_ms),
         "interval_ms": interval_ms, "buckets": buckets, "summary": stats(overall), "sources": sources,
     }
 
 
 def ranking(store: SearchStore, scope: Scope, window: TimeRange, group_by: GroupBy, *, sort: str, order: str,
             limit: int, search: str | None, timeout: float) -> dict[str, Any]:
-    """Services (group_by="service") or endpoints (group_by="endpoint") with their numbers, sorted."""
-    if sort not in SERVICE_SORTS:
-        raise InvalidParameter("sort", f"must be one of {', '.join(SERVICE_SORTS)}")
+    """Services (group_by="service") or endpoints (group_by="endpoint") with their numbers, sorted by `sort`
+    (one of SERVICE_SORTS)."""
     groups, sources = collect(store, scope, window, interval_ms=None, group_by=group_by, timeout=timeout,
                               search=search)
     name_field = "service_name" if group_by == "service" else "endpoint"
     rows = [{name_field: name, **stats(aggregate)} for name, aggregate in groups.items()]
     rows = _sorted(rows, sort if sort != "name" else name_field, name_field, descending=order == "desc")
-    return {"from": iso(window.start_ms), "to": iso(window.end_ms), "total": len(rows),
+    return {"from": iso_ms(window.start_ms), "to": iso_ms(window.end_ms), "total": len(rows),
             "items": rows[:limit], "sources": sources}
 
 
@@ -177,6 +177,6 @@ def endpoint_traces(store: SearchStore, scope: Scope, window: TimeRange, *, limi
     slow = run_search(store, index, {
         "query": f.bool_filter(base), "size": limit,
         "sort": [{"duration_ms": "desc"}, {"trace_id": "asc"}, {"span_id": "asc"}]}, timeout)
-    return {"service_name": scope.service, "endpoint": scope.endpoint, "from": iso(window.start_ms),
-            "to": iso(window.end_ms), "errors": [span_out(hit) for hit in hits(errors)],
+    return {"service_name": scope.service, "endpoint": scope.endpoint, "from": iso_ms(window.start_ms),
+            "to": iso_ms(window.end_ms), "errors": [span_out(hit) for hit in hits(errors)],
             "slow": [span_out(hit) for hit in hits(slow)]}

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from panopticon.exceptions import InvalidParameter
+from panopticon.model.times import MAX_TIME_MS, MIN_TIME_MS, iso_to_ms
 
 MINUTE_MS = 60_000
 UNITS_MS = {"ms": 1, "s": 1000, "m": MINUTE_MS, "h": 60 * MINUTE_MS, "d": 1440 * MINUTE_MS, "w": 10080 * MINUTE_MS}
 _DURATION = re.compile(r"(\d{1,9})(ms|s|m|h|d|w)\Z")
 _RELATIVE = re.compile(r"(?:now-)?(\d{1,9})(ms|s|m|h|d|w)\Z")
 _EPOCH_MS = re.compile(r"\d{1,15}\Z")
-# 2000-01-01 .. 2200-01-01: outside that a number is a unit mistake (seconds?), not a time.
-_MIN_MS = 946_684_800_000
-_MAX_MS = 7_258_118_400_000
 _FORMS = "ISO 8601 (2024-05-01T12:00:00Z), epoch milliseconds, 'now', or a relative time such as 15m, 24h, 7d"
 
 
@@ -55,20 +52,15 @@ def parse_time(text: str, parameter: str, *, now_ms: int) -> int:
     if _EPOCH_MS.match(value):
         return _plausible(int(value), parameter)
     try:
-        moment = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
+        epoch_ms = iso_to_ms(value.replace("z", "Z"))
+    except (ValueError, OverflowError):
         raise InvalidParameter(parameter, f"expected {_FORMS}, got {text[:64]!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        epoch_ms = int(moment.timestamp() * 1000)
-    except (OverflowError, ValueError, OSError):
-        raise InvalidParameter(parameter, f"time out of range: {text[:64]!r}") from None
     return _plausible(epoch_ms, parameter)
 
 
 def _plausible(epoch_ms: int, parameter: str) -> int:
-    if not _MIN_MS <= epoch_ms < _MAX_MS:
+    # 2000-01-01 .. 2200-01-01: outside that a number is a unit mistake (seconds?), not a time.
+    if not MIN_TIME_MS <= epoch_ms < MAX_TIME_MS:
         raise InvalidParameter(parameter, "must be between 2000-01-01 and 2200-01-01 "
                                           "(epoch milliseconds, not seconds)")
     return epoch_ms
@@ -96,8 +88,3 @@ def round_out(window: TimeRange, step_ms: int) -> TimeRange:
     end = -(-window.end_ms // step_ms) * step_ms
     return TimeRange(start, end)
 
-
-def iso(epoch_ms: int | float) -> str:
-    """`2024-05-01T12:00:00.000Z`, the format the API answers with (the same one stored)."""
-    moment = datetime.fromtimestamp(int(epoch_ms) / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(epoch_ms) % 1000:03d}Z"

@@ -77,7 +77,7 @@ def _span_ms(start: str | None, end: str | None, spans: list[dict[str, Any]]) ->
     if start is None or end is None:
         return None
     if len(spans) == 1:
-        return spans[0]["duration_ms"]
+        return float(spans[0]["duration_ms"])
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() * 1000
 
 

@@ -7,9 +7,10 @@ from the histogram (see `histogram.py` for the stated error); counts are exact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from panopticon.rollup.histogram import Histogram, quantiles
+from panopticon.model.histogram import Histogram, quantiles
 
 PERCENTILES = (0.5, 0.9, 0.95)
 
@@ -45,7 +46,7 @@ class Aggregate:
         return {f"p{round(q * 100):d}": v for q, v in zip(qs, values, strict=True)}
 
 
-def _pick(fn, a: float | None, b: float | None) -> float | None:
+def _pick(fn: Callable[[float, float], float], a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
     if b is None:

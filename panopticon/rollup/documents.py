@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from panopticon.flow import METRICS
+from panopticon.model.histogram import Histogram
+from panopticon.model.times import iso_ms
 from panopticon.rollup.aggregate import Aggregate
-from panopticon.rollup.histogram import Histogram
 from panopticon.settings import Settings
-from panopticon.storage import METRICS
 
 HOURLY = "1h"
 SERVICE = "service"  # the per-service total over all endpoints
@@ -63,7 +64,7 @@ class Exemplars:
         return {name: value for name, value in (("slowest", self.slowest), ("error", self.error)) if value}
 
 
-def _slower(a: dict | None, b: dict | None) -> dict | None:
+def _slower(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
     """The exemplar with the longer duration; ties go to the smaller span id, so merges are deterministic."""
     if a is None or b is None:
         return a or b
@@ -106,10 +107,6 @@ def metrics_indices(settings: Settings, start_ms: int, end_ms: int) -> str:
 
 def metrics_pattern(settings: Settings) -> str:
     return settings.data_stream(f"{METRICS}-*")
-
-
-def iso_ms(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
 
 
 def to_document(tier: str, key: Key, window_ms: int, row: Row, now_ms: int) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import calendar
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -20,13 +19,15 @@ from typing import Any
 import orjson
 
 from panopticon.exceptions import EngineRejected, EngineUnavailable
+from panopticon.flow import STATE, TRACES
+from panopticon.model.histogram import Histogram
+from panopticon.model.times import iso_ms, now_ms
 from panopticon.rollup import documents as docs
 from panopticon.rollup.aggregate import Aggregate
 from panopticon.rollup.documents import HOURLY, Exemplars, Key, Row
-from panopticon.rollup.histogram import Histogram
 from panopticon.rollup.read import scan_documents
 from panopticon.rollup.windows import HOUR_MS, WindowPlan, closed_hours, due_windows, floor_to, windows_between
-from panopticon.storage import STATE, TRACES, SearchStore
+from panopticon.storage import BulkItem, SearchStore
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,8 @@ _EXEMPLAR = {"size": 1, "sort": [{"duration_ms": "desc"}, {"span_id": "asc"}],
              "_source": ["trace_id", "span_id", "duration_ms"]}
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 # --- windows ------------------------------------------------------------------------------------
-def windows_body(start_ms: int, end_ms: int, width_ms: int, after: dict | None = None) -> dict[str, Any]:
+def windows_body(start_ms: int, end_ms: int, width_ms: int, after: dict[str, Any] | None = None) -> dict[str, Any]:
     """ONE aggregation for the windows in [start_ms, end_ms): per (window, service, environment, endpoint)
     everything a document needs. Catch-up asks for up to an hour of windows at once, page by page."""
     composite: dict[str, Any] = {"size": PAGE_KEYS, "sources": [
@@ -136,7 +133,7 @@ def write_rows(store: SearchStore, tier: str, windows: dict[int, dict[Key, Row]]
     return written
 
 
-def _check_stored(results: list) -> None:
+def _check_stored(results: list[BulkItem]) -> None:
     failed = [item for item in results if item.status not in (200, 201)]
     if failed:
         first = failed[0]
@@ -183,7 +180,7 @@ def get_watermark(store: SearchStore) -> int | None:
 def advance_watermark(store: SearchStore, watermark_ms: int) -> None:
     """Move the watermark to `watermark_ms` unless it is already further; atomic on the engine."""
     index = store.name(STATE)
-    updated = docs.iso_ms(now_ms())
+    updated = iso_ms(now_ms())
     body = {
         "script": {
             "lang": "painless",
@@ -199,7 +196,7 @@ def advance_watermark(store: SearchStore, watermark_ms: int) -> None:
 
 def set_watermark(store: SearchStore, watermark_ms: int) -> None:
     """Put the watermark anywhere, also backwards (operators and tests: "pretend beat was down")."""
-    store.put(store.name(STATE), WATERMARK_ID, {"watermark_ms": watermark_ms, "updated_at": docs.iso_ms(now_ms())},
+    store.put(store.name(STATE), WATERMARK_ID, {"watermark_ms": watermark_ms, "updated_at": iso_ms(now_ms())},
               refresh=True)
 
 
@@ -222,17 +219,17 @@ class RunResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"windows": len(self.windows), "hours": len(self.hours), "documents": self.documents,
-                "first_window": docs.iso_ms(self.windows[0]) if self.windows else None,
-                "last_window": docs.iso_ms(self.windows[-1]) if self.windows else None,
-                "watermark": docs.iso_ms(self.watermark_ms) if self.watermark_ms is not None else None}
+                "first_window": iso_ms(self.windows[0]) if self.windows else None,
+                "last_window": iso_ms(self.windows[-1]) if self.windows else None,
+                "watermark": iso_ms(self.watermark_ms) if self.watermark_ms is not None else None}
 
 
 def roll_windows(store: SearchStore, windows: Iterable[int], closed_until_ms: int, now: int, result: RunResult,
                  *, advance: bool) -> None:
     """Roll windows oldest first, an hour at a time; after each hour, roll it if closed and save progress."""
     width = store.settings.rollup_bucket_minutes * 60_000
-    for _, group in groupby(sorted(windows), key=lambda w: floor_to(w, HOUR_MS)):
-        group = list(group)
+    for _, hour_windows in groupby(sorted(windows), key=lambda w: floor_to(w, HOUR_MS)):
+        group = list(hour_windows)
         # Windows of one hour come contiguous from the planners; one aggregation covers them all.
         done_until = group[-1] + width
         result.documents += roll_span(store, group[0], done_until, now=now)

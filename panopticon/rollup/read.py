@@ -24,10 +24,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from panopticon.exceptions import InvalidParameter
+from panopticon.model.histogram import Histogram
 from panopticon.rollup import documents as docs
 from panopticon.rollup.aggregate import Aggregate
-from panopticon.rollup.histogram import Histogram
 from panopticon.rollup.windows import HOUR_MS, MINUTE_MS, ceil_to, floor_to
 from panopticon.storage import SearchStore
 
@@ -125,23 +124,23 @@ def rollup_aggregates(store: SearchStore, *, service: str | None, environment: s
                       group_by: str | None) -> dict[AggregateKey, Aggregate]:
     """{key: Aggregate} (see the module docstring) for a window-aligned range `split_range` gave to rollups.
 
-    Raises InvalidParameter when the range or bucket size cannot be answered from whole windows.
+    Raises ValueError when the range or bucket size cannot be answered from whole windows.
     """
     return read_rollups(store, service=service, environment=environment, endpoint=endpoint, start_ms=start_ms,
                         end_ms=end_ms, interval_ms=interval_ms, group_by=group_by).aggregates
 
 
 def _check(start_ms: int, end_ms: int, window_ms: int, interval_ms: int | None, group_by: str | None) -> None:
+    """The caller's contract (`split_range` gives only such ranges); a ValueError here is a bug upstream."""
     minutes = window_ms // MINUTE_MS
     if start_ms % window_ms or end_ms % window_ms:
-        raise InvalidParameter("range", f"rollups answer whole {minutes}-minute windows; "
-                                        f"got {start_ms}..{end_ms} (use split_range)")
+        raise ValueError(f"rollups answer whole {minutes}-minute windows; got {start_ms}..{end_ms} (use split_range)")
     if end_ms <= start_ms:
-        raise InvalidParameter("range", f"end ({end_ms}) must be after start ({start_ms})")
+        raise ValueError(f"end ({end_ms}) must be after start ({start_ms})")
     if interval_ms is not None and (interval_ms <= 0 or interval_ms % window_ms):
-        raise InvalidParameter("interval", f"must be a multiple of {minutes} minutes for rollups, got {interval_ms} ms")
+        raise ValueError(f"interval must be a multiple of {minutes} minutes for rollups, got {interval_ms} ms")
     if group_by is not None and group_by not in GROUPS:
-        raise InvalidParameter("group_by", f"expected one of {', '.join(GROUPS)} or none, got {group_by!r}")
+        raise ValueError(f"group_by: expected one of {', '.join(GROUPS)} or none, got {group_by!r}")
 
 
 _FIELDS = ["service_name", "environment", "endpoint", "requests", "errors", "duration_sum", "duration_min",

@@ -13,8 +13,8 @@ from typing import Any
 
 from celery import current_app, shared_task
 
-from panopticon.exceptions import InvalidParameter
-from panopticon.processing.schemas import parse_time
+from panopticon import flow
+from panopticon.model.times import now_ms, parse_time
 from panopticon.rollup import job
 from panopticon.rollup.windows import HOUR_MS, WindowPlan, floor_to
 from panopticon.settings import Settings
@@ -32,28 +32,28 @@ def _store() -> SearchStore:
     return open_store(settings, setup=True)
 
 
-@shared_task(name="rollup_due", acks_late=True, soft_time_limit=SOFT_LIMIT_SECONDS, time_limit=HARD_LIMIT_SECONDS)
+@shared_task(name=flow.ROLLUP_DUE, acks_late=True, soft_time_limit=SOFT_LIMIT_SECONDS, time_limit=HARD_LIMIT_SECONDS)
 def rollup_due() -> dict[str, Any]:
     return job.roll_due(_store()).as_dict()
 
 
-@shared_task(name="rollup_window", acks_late=True, soft_time_limit=SOFT_LIMIT_SECONDS, time_limit=HARD_LIMIT_SECONDS)
+@shared_task(name=flow.ROLLUP_WINDOW, acks_late=True, soft_time_limit=SOFT_LIMIT_SECONDS, time_limit=HARD_LIMIT_SECONDS)
 def rollup_window(minute: str | int | float) -> dict[str, Any]:
     """Roll up the window holding `minute` (ISO 8601 or epoch ms), and its hour when that hour has closed."""
     at = parse_time(minute)
     if at is None:
-        raise InvalidParameter("minute", f"expected an ISO 8601 time or epoch milliseconds, got {minute!r}")
+        raise ValueError(f"minute: expected an ISO 8601 time or epoch milliseconds, got {minute!r}")
     store = _store()
     width = store.settings.rollup_bucket_minutes * 60_000
     window = floor_to(int(at), width)
     result = job.RunResult(documents=job.roll_window(store, window), windows=[window])
     hour = floor_to(window, HOUR_MS)
-    if hour + HOUR_MS <= WindowPlan.from_settings(store.settings).last_closed_end(job.now_ms()):
+    if hour + HOUR_MS <= WindowPlan.from_settings(store.settings).last_closed_end(now_ms()):
         result.documents += job.roll_hour(store, hour)
         result.hours.append(hour)
     return result.as_dict()
 
 
-@shared_task(name="rollup_retention", acks_late=True)
+@shared_task(name=flow.ROLLUP_RETENTION, acks_late=True)
 def rollup_retention() -> list[str]:
     return job.drop_expired(_store())

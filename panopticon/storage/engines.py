@@ -84,7 +84,8 @@ class OpenSearchTransport:
         )
         self.info = info or EngineInfo("opensearch", "unknown")
 
-    def request(self, method, path, *, params=None, body=None, headers=None, timeout=None):
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
+                headers: dict[str, str] | None = None, timeout: float | None = None) -> Any:
         from opensearchpy import exceptions as os_exc
 
         params = dict(params or {})
@@ -118,7 +119,8 @@ class ElasticsearchTransport:
         )
         self.info = info or EngineInfo("elasticsearch", "unknown")
 
-    def request(self, method, path, *, params=None, body=None, headers=None, timeout=None):
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
+                headers: dict[str, str] | None = None, timeout: float | None = None) -> Any:
         import elastic_transport
         from elasticsearch import ApiError
 

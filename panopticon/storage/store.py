@@ -144,7 +144,8 @@ class SearchStore:
 
     def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
         try:
-            return self.transport.request("GET", f"/{index}/_doc/{doc_id}")["_source"]
+            source: dict[str, Any] = self.transport.request("GET", f"/{index}/_doc/{doc_id}")["_source"]
+            return source
         except EngineRejected as exc:
             if exc.status == 404:
                 return None
@@ -169,7 +170,9 @@ class SearchStore:
     # --- reads --------------------------------------------------------------------------------------
     def search(self, index: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         params = {"ignore_unavailable": "true", "allow_no_indices": "true"}
-        return self.transport.request("POST", f"/{index}/_search", params=params, body=body, timeout=timeout)
+        answer: dict[str, Any] = self.transport.request("POST", f"/{index}/_search", params=params, body=body,
+                                                        timeout=timeout)
+        return answer
 
     def count(self, index: str, query: dict[str, Any] | None = None) -> int:
         body = {"query": query} if query else None

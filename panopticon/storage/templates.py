@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from panopticon.flow import LOGS, METRICS, STATE, TRACES
 from panopticon.settings import Settings
 
-LOGS = "logs-apm"
-TRACES = "traces-apm"
-METRICS = "metrics-apm"
-STATE = "panopticon-state"
+__all__ = ["LOGS", "METRICS", "STATE", "TRACES", "index_templates", "retention_days", "retention_policy_names"]
 
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
 _DATE = {"type": "date", "format": "strict_date_optional_time||epoch_millis"}
@@ -117,7 +115,7 @@ def index_templates(settings: Settings, engine: str) -> dict[str, dict[str, Any]
     """Composable index templates by name, with this deployment's prefix (ILM is named only on Elasticsearch)."""
     name = settings.data_stream
 
-    def template(pattern: str, mappings: dict[str, Any], *, data_stream: bool, policy: str | None) -> dict:
+    def template(pattern: str, mappings: dict[str, Any], *, data_stream: bool, policy: str | None) -> dict[str, Any]:
         index_settings = dict(_INDEX_SETTINGS)
         if policy:
             index_settings["index.lifecycle.name"] = policy

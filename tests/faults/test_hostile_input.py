@@ -19,11 +19,12 @@ import orjson
 import pytest
 from flask.testing import FlaskClient
 
+from panopticon import flow
 from panopticon.api import create_app
+from panopticon.processing.decoders import decoder_for
 from panopticon.processing.schemas import Decoded
 from panopticon.settings import Settings
 from panopticon.storage import SearchStore
-from panopticon.streams import streams
 from tests.integration.traffic import make_messages
 
 HOSTILE = [
@@ -58,15 +59,15 @@ def _matched(body: Any) -> int:
 def seeded(namespace: Settings, store: SearchStore) -> dict[str, str]:
     """A few hundred real documents (built by the real decoders), and valid values for path ids."""
     messages, _ = make_messages(namespace.index_prefix, 300, bad_ratio=0.0)
-    table = streams(namespace)
     by_stream: dict[str, list[tuple[str, bytes]]] = {"logs": [], "spans": []}
     for offset, (kind, raw) in enumerate(messages):
-        stream = table["spans" if kind == "span" else "logs"]
-        result = stream.decode(raw, topic=stream.topic, partition=0, offset=offset, now_ms=int(time.time() * 1000))
+        stream = flow.stream("spans" if kind == "span" else "logs")
+        (result,) = decoder_for(stream)(raw, topic=stream.topic(namespace), partition=0, offset=offset,
+                                        now_ms=int(time.time() * 1000), max_bytes=namespace.max_message_bytes)
         assert isinstance(result, Decoded), result
         by_stream[stream.name].append((result.doc_id, orjson.dumps(result.document)))
     for name, items in by_stream.items():
-        assert all(item.stored for item in store.create_many(table[name].data_stream, items))
+        assert all(item.stored for item in store.create_many(flow.stream(name).data_stream, items))
     store.refresh(f"{namespace.index_prefix}*")
     return {"serviceName": f"{namespace.index_prefix}-svc", "traceId": f"{namespace.index_prefix}-t0",
             "endpointName": "GET /x"}

@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import orjson
 
-from panopticon.processing.schemas import Decoded, decode_span, parse_time
-from panopticon.rollup.histogram import Histogram
+from panopticon.model.histogram import Histogram
+from panopticon.model.times import parse_time
+from panopticon.processing.schemas import Decoded, decode_span
 from panopticon.rollup.read import aggregate_key
 from panopticon.storage import TRACES, SearchStore
 

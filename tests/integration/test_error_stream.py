@@ -26,10 +26,10 @@ import websocket
 from confluent_kafka import Producer
 from websockets.asyncio.client import connect
 
-from panopticon.errorstream.protocol import iso_to_ms
 from panopticon.kafka import ensure_topics, producer_config
+from panopticon.model import LEVELS
+from panopticon.model.times import iso_to_ms
 from panopticon.processing.documents import log_document
-from panopticon.processing.schemas import LEVELS
 from panopticon.settings import Settings
 from panopticon.storage import LOGS, SearchStore
 from tests.integration.processes import ProcessGroup, Running

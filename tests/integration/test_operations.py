@@ -50,3 +50,14 @@ def test_web_metrics_count_requests_and_cache(namespace: Settings, store: Search
     assert requests['{route="/query/services/<serviceName>/metrics",status="200"}'] >= 2
     cache = metric_values(text, "panopticon_cache_requests_total")
     assert cache.get('{result="hit"}', 0) >= 1 and cache.get('{result="miss"}', 0) >= 1
+
+
+def test_web_metrics_show_the_rollup_watermark_the_job_stored(namespace: Settings, store: SearchStore) -> None:
+    from panopticon.rollup.job import set_watermark
+
+    watermark_ms = (int(time.time()) - 600) * 1000
+    set_watermark(store, watermark_ms)
+    text = create_app(namespace).test_client().get("/metrics").data.decode()
+    assert metric_values(text, "panopticon_rollup_watermark_seconds")[""] == watermark_ms / 1000
+    lag = metric_values(text, "panopticon_rollup_lag_seconds")[""]
+    assert 600 <= lag < 660, lag

@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from panopticon import sample
+from panopticon.model import KINDS, LEVELS, STATUSES
+from panopticon.model.times import MIN_TIME_MS
 from panopticon.processing import schemas
-from panopticon.processing.documents import MIN_TIME_MS
-from panopticon.processing.schemas import KINDS, LEVELS, STATUSES, Decoded, Rejected, decode_log, decode_span
+from panopticon.processing.schemas import Decoded, Rejected, decode_log, decode_span
 from tests.integration.traffic import make_messages
 from tests.unit.processing.test_schemas import LOG, NOW, SPAN, SPAN_CAMEL, json_values
 

@@ -60,4 +60,4 @@ def test_log_cursor_types() -> None:
     with pytest.raises(InvalidParameter):
         log_cursor(encode_cursor(sort, [1.5, "apm.logs", 0, 42]), sort)  # dates sort as whole ms
     with pytest.raises(InvalidParameter, match="sort"):
-        log_cursor(good, Sort("duration_ms", "desc"))
+        log_cursor(good, Sort("level", "desc"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from panopticon.exceptions import InvalidParameter
-from panopticon.query.timeparse import TimeRange, iso, parse_duration, parse_time, resolve_range, round_out
+from panopticon.model.times import iso_ms
+from panopticon.query.timeparse import TimeRange, parse_duration, parse_time, resolve_range, round_out
 
 NOW = 1_714_564_800_000  # 2024-05-01T12:00:00Z
 
@@ -73,4 +74,4 @@ def test_round_out_widens_to_whole_steps() -> None:
 
 
 def test_iso() -> None:
-    assert iso(NOW + 5) == "2024-05-01T12:00:00.005Z"
+    assert iso_ms(NOW + 5) == "2024-05-01T12:00:00.005Z"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from panopticon.model.histogram import Histogram
 from panopticon.rollup.aggregate import Aggregate
 from panopticon.rollup.documents import (
     HOURLY,
@@ -16,7 +17,6 @@ from panopticon.rollup.documents import (
     row_of,
     to_document,
 )
-from panopticon.rollup.histogram import Histogram
 from panopticon.rollup.job import expired_indices, row_from_bucket, with_service_totals
 from panopticon.settings import load_settings
 

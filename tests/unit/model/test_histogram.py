@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from panopticon.rollup.histogram import (
+from panopticon.model.histogram import (
     ALPHA,
     GAMMA,
     MIN_VALUE,

@@ -71,10 +71,10 @@ def bucket_value(index: int) -> float:
     return MIN_VALUE * 2.0 * GAMMA**index / (GAMMA + 1.0)
 
 
-def _whole(value: float, what: str) -> int:
+def _whole(value: object, what: str) -> int:
     """Return value as an int, refusing fractions (engine histogram aggregations return float keys)."""
     try:
-        return operator.index(value)  # int, numpy integers
+        return operator.index(value)  # type: ignore[arg-type]  # int, numpy integers; anything else raises
     except TypeError:
         if isinstance(value, float) and value.is_integer():
             return int(value)
@@ -176,13 +176,13 @@ def quantiles(h: Histogram, qs: Sequence[float]) -> list[float | None]:
     if h.count == 0 or not qs:
         return results
     pending = iter(sorted(range(len(qs)), key=ranks.__getitem__))
-    target = next(pending)
+    target: int | None = next(pending)
     counts, seen = h._counts, 0
     for index in sorted(counts):  # sorting bare int keys is far cheaper than sorting pairs
         seen += counts[index]
-        while seen >= ranks[target]:
+        while target is not None and seen >= ranks[target]:
             results[target] = bucket_value(index)
             target = next(pending, None)
-            if target is None:
-                return results
+        if target is None:
+            return results
     raise AssertionError("unreachable: every rank is <= count")

@@ -1,0 +1,109 @@
+"""The questions the query service answers, as the API's schemas load them.
+
+Each is what a route's parameters say once their format is checked (types, choices, lengths, ids): times
+are still the text the client sent, because only the service, with its clock, knows what `15m` means now;
+limits that depend on configuration are the service's to check too. One check, one layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Times:
+    """`start` / `end` as sent (ISO 8601, epoch ms, `now`, or relative such as `15m`); None when absent."""
+
+    start: str | None = None
+    end: str | None = None
+
+
+@dataclass(frozen=True)
+class Paging:
+    limit: int = 50
+    cursor: str | None = None
+    sort: str = "start_time"
+    order: str = "desc"
+
+
+@dataclass(frozen=True)
+class SpanSearch:
+    times: Times
+    page: Paging
+    service: str | None = None
+    environment: str | None = None
+    name: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    error: bool | None = None
+    min_duration_ms: float | None = None
+    max_duration_ms: float | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceTraces:
+    """Root spans of one service."""
+
+    service: str
+    times: Times
+    page: Paging
+    environment: str | None = None
+    status: str | None = None
+    error: bool | None = None
+    min_duration_ms: float | None = None
+    max_duration_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class LogSearch:
+    times: Times
+    page: Paging
+    service: str | None = None
+    environment: str | None = None
+    levels: tuple[str, ...] = ()
+    trace_id: str | None = None
+    span_id: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class TraceLookup:
+    trace_id: str
+    service: str | None = None
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class SeriesRequest:
+    """A service's time series; `interval` as sent (`15m`), None to let the service choose."""
+
+    service: str
+    times: Times
+    interval: str | None = None
+    environment: str | None = None
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class RankingRequest:
+    """Services (service None) or the endpoints of one service, ranked."""
+
+    times: Times
+    service: str | None = None
+    environment: str | None = None
+    search: str | None = None
+    sort: str = "requests"
+    order: str = "desc"
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class EndpointTracesRequest:
+    service: str
+    endpoint: str
+    times: Times
+    environment: str | None = None
+    limit: int = 10

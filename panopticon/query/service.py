@@ -1,0 +1,222 @@
+"""The query service: the one object every read route calls (model: jaeger's `querysvc`).
+
+Built once per app with the settings, the search store, the Redis cache and a clock. A route loads its
+parameters with its schema into a request of `panopticon.query.requests` and calls one method here,
+which resolves the times with the clock, checks the limits that depend on configuration, asks the cache
+or the engine, and returns the answer as plain data. Domain errors leave as `InvalidParameter` (naming the
+parameter) or `StorageError`; the API maps them to its envelope. No Flask here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from panopticon.exceptions import InvalidParameter, StorageError
+from panopticon.model.times import iso_ms, now_ms
+from panopticon.query import metrics
+from panopticon.query.cache import AnswerCache
+from panopticon.query.raw import GroupBy
+from panopticon.query.requests import (
+    EndpointTracesRequest,
+    LogSearch,
+    RankingRequest,
+    SeriesRequest,
+    ServiceTraces,
+    SpanSearch,
+    Times,
+    TraceLookup,
+)
+from panopticon.query.search import (
+    LogQuery,
+    Page,
+    Sort,
+    SpanQuery,
+    log_cursor,
+    search_logs,
+    search_spans,
+    span_cursor,
+)
+from panopticon.query.timeparse import UNITS_MS, TimeRange, parse_duration, resolve_range, round_out
+from panopticon.query.traces import get_trace
+from panopticon.rollup.job import get_watermark
+from panopticon.settings import Settings
+from panopticon.storage import SearchStore, open_store
+
+# Rankings are rounded to whole minutes: refreshes within a minute share one cached answer.
+RANKING_STEP_MS = UNITS_MS["m"]
+SEARCH_DEFAULT_MS = 15 * UNITS_MS["m"]
+STATS_DEFAULT_MS = UNITS_MS["h"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An aggregated answer and where it came from: `hit` / `miss` in the cache, or `off` (no Redis)."""
+
+    body: dict[str, Any]
+    cache: str
+
+
+class QueryService:
+    def __init__(self, settings: Settings, *, store: SearchStore | None = None,
+                 redis_client: redis.Redis | None = None, clock: Callable[[], int] = now_ms) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._store = store
+        self._redis = redis_client
+        self._cache: AnswerCache | None = None
+        self._lock = threading.Lock()
+
+    # --- resources, opened on first use (the engine may be down when the app starts) ----------------
+    @property
+    def store(self) -> SearchStore:
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self.settings)
+            return self._store
+
+    @property
+    def redis(self) -> redis.Redis | None:
+        with self._lock:
+            if self._redis is None and self.settings.cache_enabled:
+                self._redis = redis.Redis.from_url(self.settings.redis_url(), socket_timeout=2,
+                                                   socket_connect_timeout=2)
+            return self._redis
+
+    @property
+    def cache(self) -> AnswerCache:
+        if self._cache is None:
+            config = self.settings
+            self._cache = AnswerCache(self.redis, config.metrics_cache_prefix, config.metrics_cache_ttl_seconds,
+                                      config.rollup_cache_ttl_seconds)
+        return self._cache
+
+    @property
+    def timeout(self) -> float:
+        return self.settings.query_timeout_seconds
+
+    # --- searches -------------------------------------------------------------------------------------
+    def trace(self, q: TraceLookup) -> dict[str, Any] | None:
+        """Every span and log of one trace, or None when there is none."""
+        return get_trace(self.store, q.trace_id, service=q.service, environment=q.environment, timeout=self.timeout)
+
+    def spans(self, q: SpanSearch) -> dict[str, Any]:
+        window = self._window(q.times, SEARCH_DEFAULT_MS)
+        query = SpanQuery(window, service=q.service, environment=q.environment, name=q.name, kind=q.kind,
+                          status=q.status, error=q.error, min_duration_ms=q.min_duration_ms,
+                          max_duration_ms=q.max_duration_ms, trace_id=q.trace_id, span_id=q.span_id,
+                          parent_span_id=q.parent_span_id)
+        sort = Sort(q.page.sort, q.page.order)
+        found = search_spans(self.store, query, sort, limit=self._limit(q.page.limit),
+                             after=span_cursor(q.page.cursor, sort), timeout=self.timeout)
+        return _page(found, window)
+
+    def service_traces(self, q: ServiceTraces) -> dict[str, Any]:
+        window = self._window(q.times, SEARCH_DEFAULT_MS)
+        query = SpanQuery(window, service=q.service, environment=q.environment, status=q.status, error=q.error,
+                          min_duration_ms=q.min_duration_ms, max_duration_ms=q.max_duration_ms, roots_only=True)
+        sort = Sort(q.page.sort, q.page.order)
+        found = search_spans(self.store, query, sort, limit=self._limit(q.page.limit),
+                             after=span_cursor(q.page.cursor, sort), timeout=self.timeout)
+        return _page(found, window)
+
+    def logs(self, q: LogSearch) -> dict[str, Any]:
+        window = self._window(q.times, SEARCH_DEFAULT_MS)
+        query = LogQuery(window, service=q.service, environment=q.environment, levels=q.levels,
+                         trace_id=q.trace_id, span_id=q.span_id, text=q.text)
+        sort = Sort(q.page.sort, q.page.order)
+        found = search_logs(self.store, query, sort, limit=self._limit(q.page.limit),
+                            after=log_cursor(q.page.cursor, sort), timeout=self.timeout)
+        return _page(found, window)
+
+    # --- statistics -----------------------------------------------------------------------------------
+    def series(self, q: SeriesRequest) -> Answer:
+        """A service's time series; the range is widened to whole intervals (see `from` / `to`)."""
+        window = self._window(q.times, STATS_DEFAULT_MS)
+        interval_ms = self._interval(q.interval, window)
+        window = round_out(window, interval_ms)
+        metrics.check_buckets(window, interval_ms, self.settings.query_max_buckets)
+        scope = metrics.Scope(q.service, q.environment, q.endpoint)
+        question = {"scope": [scope.service, scope.environment, scope.endpoint], "from": window.start_ms,
+                    "to": window.end_ms, "interval": interval_ms}
+        return self._cached("series", question, lambda: metrics.time_series(
+            self.store, scope, window, interval_ms, timeout=self.timeout))
+
+    def ranking(self, q: RankingRequest) -> Answer:
+        """Every service (q.service None), or the endpoints of one service, with their numbers."""
+        window = round_out(self._window(q.times, STATS_DEFAULT_MS), RANKING_STEP_MS)
+        limit = self._limit(q.limit)
+        scope = metrics.Scope(q.service, q.environment)
+        question = {"service": q.service, "env": q.environment, "search": q.search, "sort": q.sort,
+                    "order": q.order, "limit": limit, "from": window.start_ms, "to": window.end_ms}
+        group_by: GroupBy = "service" if q.service is None else "endpoint"
+
+        def compute() -> dict[str, Any]:
+            answer = metrics.ranking(self.store, scope, window, group_by, sort=q.sort, order=q.order, limit=limit,
+                                     search=q.search, timeout=self.timeout)
+            return answer if q.service is None else {"service_name": q.service, **answer}
+
+        return self._cached("services" if q.service is None else "endpoints", question, compute)
+
+    def endpoint_traces(self, q: EndpointTracesRequest) -> dict[str, Any]:
+        window = self._window(q.times, STATS_DEFAULT_MS)
+        scope = metrics.Scope(q.service, q.environment, q.endpoint)
+        return metrics.endpoint_traces(self.store, scope, window, limit=self._limit(q.limit), timeout=self.timeout)
+
+    # --- operations -----------------------------------------------------------------------------------
+    def readiness(self) -> dict[str, bool]:
+        """Whether the engine (and Redis, when the cache is on) answer."""
+        try:
+            checks = {"search": self.store.ping()}
+        except StorageError:  # the engine could not even be asked what it is
+            checks = {"search": False}
+        client = self.redis
+        if client is not None:
+            try:
+                checks["redis"] = bool(client.ping())
+            except redis.RedisError:
+                checks["redis"] = False
+        return checks
+
+    def rollup_watermark(self) -> int | None:
+        """End of the newest window the rollups are complete up to, as the rollup job stored it."""
+        return get_watermark(self.store)
+
+    # --- the checks that depend on configuration --------------------------------------------------------
+    def _window(self, times: Times, default_ms: int) -> TimeRange:
+        return resolve_range(times.start, times.end, now_ms=self.clock(), default_ms=default_ms,
+                             max_days=self.settings.query_max_range_days)
+
+    def _limit(self, limit: int) -> int:
+        maximum = self.settings.query_max_page_size
+        if limit > maximum:
+            raise InvalidParameter("limit", f"must be at most {maximum} (QUERY_MAX_PAGE_SIZE)")
+        return limit
+
+    def _interval(self, text: str | None, window: TimeRange) -> int:
+        config = self.settings
+        if text is None:
+            return metrics.choose_interval(window, config.query_max_buckets)
+        interval_ms = parse_duration(text, "interval")
+        if interval_ms < UNITS_MS["s"] or interval_ms % UNITS_MS["s"]:
+            raise InvalidParameter("interval", "must be a whole number of seconds, at least 1s")
+        if interval_ms > config.query_max_range_days * UNITS_MS["d"]:
+            raise InvalidParameter("interval", f"must be at most {config.query_max_range_days}d (QUERY_MAX_RANGE_DAYS)")
+        return interval_ms
+
+    def _cached(self, kind: str, question: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> Answer:
+        body, outcome = self.cache.get_or_compute(kind, question, compute)
+        return Answer(body, outcome)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def _page(found: Page, window: TimeRange) -> dict[str, Any]:
+    return {"items": found.items, "total": found.total, "next_cursor": found.next_cursor,
+            "from": iso_ms(window.start_ms), "to": iso_ms(window.end_ms)}

@@ -1,0 +1,52 @@
+"""The flow table: every stream's decoder and task can be found, and the worker refuses to start without them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from panopticon import flow
+from panopticon.processing.decoders import decoder_for
+from panopticon.processing.schemas import Decoded, Rejected
+from panopticon.settings import load_settings
+from panopticon.worker import create_celery
+
+HERE = Path(__file__).parent  # no .env files here
+
+
+@pytest.mark.parametrize("stream", flow.STREAMS, ids=lambda s: s.name)
+def test_every_stream_has_a_decoder_that_keeps_the_record_contract(stream: flow.Stream) -> None:
+    decode = decoder_for(stream)
+    items = decode(b"not json", topic="t", partition=0, offset=7, now_ms=1_714_564_800_000, max_bytes=1024)
+    assert isinstance(items, tuple) and len(items) == 1
+    assert isinstance(items[0], Rejected) and items[0].index is None
+
+
+def test_topics_map_to_streams_with_this_deployments_names() -> None:
+    settings = load_settings({"KAFKA_APM_LOG_TOPIC": "a.logs", "KAFKA_APM_SPAN_TOPIC": "a.spans"}, root=HERE)
+    table = flow.streams_by_topic(settings)
+    assert {topic: s.name for topic, s in table.items()} == {"a.logs": "logs", "a.spans": "spans"}
+    assert table["a.logs"].forwards_errors and not table["a.spans"].forwards_errors
+
+
+def test_a_span_record_decodes_to_one_document() -> None:
+    raw = (b'{"trace_id":"t1","span_id":"s1","service_name":"svc","name":"GET /","start_time":1714564800000,'
+           b'"duration_ms":5}')
+    (item,) = decoder_for(flow.stream("spans"))(raw, topic="t", partition=0, offset=1, now_ms=1_714_564_800_000,
+                                                 max_bytes=1024)
+    assert isinstance(item, Decoded) and item.doc_id == "t1:s1"
+
+
+def test_celery_registers_every_task_the_flow_names() -> None:
+    app = create_celery(load_settings({}, root=HERE))
+    app.loader.import_default_modules()
+    names = {flow.BULK_INDEX, flow.ROLLUP_DUE, flow.ROLLUP_WINDOW, flow.ROLLUP_RETENTION}
+    assert names <= set(app.tasks)
+
+
+def test_a_task_module_that_cannot_be_imported_stops_the_worker() -> None:
+    """The worker imports `include` at start (Celery's loader); a missing module must fail it, never be skipped."""
+    app = create_celery(load_settings({}, root=HERE), task_modules=(*flow.TASK_MODULES, "panopticon.no_such_tasks"))
+    with pytest.raises(ModuleNotFoundError, match="panopticon.no_such_tasks"):
+        app.loader.import_default_modules()
