@@ -4,11 +4,14 @@
     ├── ConfigError              a configuration value is missing or invalid (names the variable)
     ├── StorageError             the search engine failed us
     │   ├── EngineUnavailable    cannot reach it, timed out, or it answered 5xx/429: transient, retry later
+    │   │   └── PartialAnswer    it answered, but some shards failed or the search timed out: the
+    │   │                        numbers would be silently smaller, so they are refused (retry later)
     │   └── EngineRejected       it refused the request as invalid (4xx): retrying will not help
     ├── KafkaUnavailable         Kafka did not acknowledge what we produced: transient, retry later
     ├── PipelineStopped          the dead-letter cap tripped: a bad deploy upstream, stop loudly
     └── QueryError               a dashboard question cannot be answered as asked
-        └── InvalidParameter     a request parameter is wrong (HTTP 400; names the parameter)
+        ├── InvalidParameter     a request parameter is wrong (HTTP 400; names the parameter)
+        └── QueryTimeout         the answer did not finish within QUERY_TIMEOUT_SECONDS (HTTP 503, retry)
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ class EngineUnavailable(StorageError):
     pass
 
 
+class PartialAnswer(EngineUnavailable):
+    pass
+
+
 class EngineRejected(StorageError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -45,6 +52,10 @@ class PipelineStopped(PanopticonError):
 
 
 class QueryError(PanopticonError):
+    pass
+
+
+class QueryTimeout(QueryError):
     pass
 
 

@@ -270,18 +270,17 @@ class Settings:
     rollup_cache_ttl_seconds: int = var(
         "ROLLUP_CACHE_TTL_SECONDS", _int(0), "300", "Lifetime of a cached answer read only from rollups.",
         group="Rollup")
-    rollup_grace_seconds: int = var(
-        "ROLLUP_GRACE_SECONDS", _int(0), "30", "A window is rolled up this long after it closes.", group="Rollup")
-    rollup_reroll_minutes: int = var(
-        "ROLLUP_REROLL_MINUTES", _int(0), "10", "Recent windows rolled up again on each run (late data).",
-        group="Rollup")
-    rollup_lookback_hours: int = var(
-        "ROLLUP_LOOKBACK_HOURS", _int(1), "24", "Furthest back catch-up goes after an outage.", group="Rollup")
+    rollup_settle_seconds: int = var(
+        "ROLLUP_SETTLE_SECONDS", _int(1), "180",
+        "Spans stored longer ago than this are all visible (no batch started earlier can still write); each "
+        "rollup run takes in what was stored up to now minus this. At least the worker's hard task limit "
+        "(0.75 x BULK_TASK_TIMEOUT_SECONDS) + SEARCH_TIMEOUT_SECONDS + 2.", group="Rollup")
     rollup_interval_seconds: float = var(
         "ROLLUP_INTERVAL_SECONDS", _float(1, 3600), "60", "How often beat sends the rollup run.", group="Rollup")
     rollup_max_windows_per_run: int = var(
         "ROLLUP_MAX_WINDOWS_PER_RUN", _int(1, 100_000), "360",
-        "Most windows one rollup run rolls up; a longer catch-up continues on the next runs.", group="Rollup")
+        "Most windows one rollup run rolls up; a longer catch-up continues exactly where it stopped on the next "
+        "runs.", group="Rollup")
 
     # --- http api and websocket ---------------------------------------------------------------------
     api_port: int = var("API_PORT", _int(1, 65535), "3001", "Port of the HTTP API (`web`).", group="API")
@@ -298,11 +297,17 @@ class Settings:
     query_max_range_days: int = var(
         "QUERY_MAX_RANGE_DAYS", _int(1), "31", "Longest time range one query may cover.", group="API")
     query_max_page_size: int = var(
-        "QUERY_MAX_PAGE_SIZE", _int(1, 10_000), "500", "Largest page a search may ask for.", group="API")
+        "QUERY_MAX_PAGE_SIZE", _int(1, 9_999), "500",
+        "Largest page a search may ask for (below the engine's 10,000-hit window: a page asks for one more).",
+        group="API")
     query_max_buckets: int = var(
         "QUERY_MAX_BUCKETS", _int(1, 100_000), "1440", "Most time buckets in one metrics answer.", group="API")
     query_timeout_seconds: float = var(
-        "QUERY_TIMEOUT_SECONDS", _float(0.1), "10", "Timeout carried by every search.", group="API")
+        "QUERY_TIMEOUT_SECONDS", _float(0.1, 300), "10",
+        "Deadline of one answer: every engine request it needs shares it; past it the answer is a 503.", group="API")
+    query_max_rollup_documents: int = var(
+        "QUERY_MAX_ROLLUP_DOCUMENTS", _int(1000), "200000",
+        "Most rollup documents one answer may read; beyond it the request is refused with a 400.", group="API")
 
     # --- live error stream (relay + ws) ------------------------------------------------------------
     error_relay_group: str = var(
@@ -357,6 +362,15 @@ class Settings:
                           group="Operations")
 
     # --- derived values -----------------------------------------------------------------------------
+    @property
+    def bulk_task_time_limit_seconds(self) -> float:
+        """The worker kills a bulk_index task after this (Celery's hard limit): no batch writes for longer."""
+        return max(2.0, self.bulk_task_timeout_seconds * 0.75)
+
+    @property
+    def bulk_task_soft_limit_seconds(self) -> float:
+        return max(1.0, self.bulk_task_timeout_seconds * 0.5)
+
     @property
     def kafka_bootstrap(self) -> str:
         return self.kafka_brokers or self.kafka_brokers_local
@@ -421,7 +435,20 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path | None = 
             values[f.name] = f.metadata["parse"](raw)
         except ValueError as exc:
             raise ConfigError(f"{env}: {exc}") from None
-    return Settings(**values)
+    settings = Settings(**values)
+    check_together(settings)
+    return settings
+
+
+def check_together(settings: Settings) -> None:
+    """The rules that tie several variables together; ConfigError names the one to change."""
+    settle_floor = settings.bulk_task_time_limit_seconds + settings.search_timeout_seconds + 2
+    if settings.rollup_settle_seconds < settle_floor:
+        raise ConfigError(
+            f"ROLLUP_SETTLE_SECONDS: must be at least {settle_floor:g} (the worker's hard task limit "
+            f"{settings.bulk_task_time_limit_seconds:g} s from BULK_TASK_TIMEOUT_SECONDS, plus SEARCH_TIMEOUT_SECONDS "
+            f"{settings.search_timeout_seconds:g} s, plus 2 s), got {settings.rollup_settle_seconds}: a batch could "
+            "still be writing spans older than the rollups say are complete")
 
 
 def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:

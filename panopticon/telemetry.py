@@ -61,10 +61,23 @@ CACHE_REQUESTS = Counter(
     "panopticon_cache_requests_total", "Query cache look-ups by result (hit, miss, error).", ["result"],
     registry=REGISTRY)
 ROLLUP_WATERMARK = Gauge(
-    "panopticon_rollup_watermark_seconds", "Unix time up to which rollups are complete (read at scrape).",
+    "panopticon_rollup_watermark_seconds",
+    "Unix time before which every stored span is in the rollups (the rollup mark; read at scrape).",
     registry=REGISTRY)
 ROLLUP_LAG = Gauge(
-    "panopticon_rollup_lag_seconds", "Now minus the rollup watermark (read at scrape).", registry=REGISTRY)
+    "panopticon_rollup_lag_seconds", "Now minus the rollup mark (read at scrape).", registry=REGISTRY)
+ROLLUP_LATE_WINDOWS = Gauge(
+    "panopticon_rollup_late_windows",
+    "Windows the last rollup run rolled again because spans arrived after they had settled (read at scrape).",
+    registry=REGISTRY)
+ROLLUP_MAX_LATENESS = Gauge(
+    "panopticon_rollup_max_lateness_seconds",
+    "How long after its window closed the latest span of the last rollup run was stored (read at scrape).",
+    registry=REGISTRY)
+ROLLUP_PENDING = Gauge(
+    "panopticon_rollup_scan_pending",
+    "1 while a catch-up is split over several rollup runs (ROLLUP_MAX_WINDOWS_PER_RUN; read at scrape).",
+    registry=REGISTRY)
 
 # --- error stream (relay, ws) ---------------------------------------------------------------------------
 ERRORS_RELAYED = Counter(

@@ -23,8 +23,8 @@ def create_celery(settings: Settings, task_modules: tuple[str, ...] = flow.TASK_
         task_default_queue=settings.celery_queue,
         # A task is cut off before the bridge gives up on it (BULK_TASK_TIMEOUT_SECONDS) and hands the
         # batch off again, so two copies of one batch rarely run at once (harmless if they do).
-        task_soft_time_limit=max(1.0, timeout * 0.5),
-        task_time_limit=max(2.0, timeout * 0.75),
+        task_soft_time_limit=settings.bulk_task_soft_limit_seconds,
+        task_time_limit=settings.bulk_task_time_limit_seconds,
         # An unacked task of a dead worker returns to the queue after this; the bridge re-sends sooner.
         broker_transport_options={"visibility_timeout": int(timeout * 2)},
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},

@@ -4,7 +4,8 @@ Every failure a client can see leaves through here:
 
     InvalidParameter     400 invalid_parameter   names the parameter and what was wrong
     HTTPException        its own status          not_found, method_not_allowed, unauthorized, ...
-    EngineUnavailable    503 engine_unavailable  with Retry-After: transient, try again
+    EngineUnavailable    503 engine_unavailable  with Retry-After: transient (a partial answer too), try again
+    QueryTimeout         503 query_timeout       with Retry-After: the answer passed QUERY_TIMEOUT_SECONDS
     EngineRejected       502 engine_rejected     the engine refused a query we built: our bug, logged
     Redis errors         503 cache_unavailable   only where Redis is required (never the cache path)
     anything else        500 internal_error      logged with its stack; the client gets no details
@@ -18,7 +19,7 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from panopticon.exceptions import EngineRejected, EngineUnavailable, InvalidParameter
+from panopticon.exceptions import EngineRejected, EngineUnavailable, InvalidParameter, QueryTimeout
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,13 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("search engine unavailable: %s", exc)
         response = envelope(503, "engine_unavailable",
                             f"the search engine is not answering; retry in {RETRY_AFTER_SECONDS} seconds")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    @app.errorhandler(QueryTimeout)
+    def query_timeout(exc: QueryTimeout) -> Response:
+        log.warning("query deadline passed: %s", exc)
+        response = envelope(503, "query_timeout", f"{exc}; retry in {RETRY_AFTER_SECONDS} seconds, or ask for less")
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 

@@ -28,7 +28,8 @@ def metrics() -> Response:
 
 
 def refresh_rollup_gauges() -> None:
-    """Read the watermark the rollup job stored, so the gauges say how far rollups are complete now.
+    """Read the progress the rollup job stored, so the gauges say how far rollups are complete now and what
+    the last run found. The workers that roll serve no metrics of their own; the engine holds their progress.
 
     When the engine does not answer the gauges keep their last values; the web process's own /readyz
     says the engine is down.
@@ -37,14 +38,18 @@ def refresh_rollup_gauges() -> None:
     if not service.settings.rollup_enabled:
         return
     try:
-        watermark_ms = service.rollup_watermark()
+        progress = service.rollup_progress()
     except StorageError as exc:
         log.warning("rollup gauges not refreshed: %s", exc)
         return
-    if watermark_ms is None:
+    if progress.mark_ms is None:
         return
-    telemetry.ROLLUP_WATERMARK.set(watermark_ms / 1000)
-    telemetry.ROLLUP_LAG.set(max(0, service.clock() - watermark_ms) / 1000)
+    telemetry.ROLLUP_WATERMARK.set(progress.mark_ms / 1000)
+    telemetry.ROLLUP_LAG.set(max(0, service.clock() - progress.mark_ms) / 1000)
+    last = progress.last_run
+    telemetry.ROLLUP_LATE_WINDOWS.set(float(last.get("late_windows", 0)))
+    telemetry.ROLLUP_MAX_LATENESS.set(float(last.get("max_lateness_s", 0.0)))
+    telemetry.ROLLUP_PENDING.set(1.0 if progress.cut_ms is not None else 0.0)
 
 
 def init_app(app: Flask) -> None:

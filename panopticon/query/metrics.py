@@ -7,20 +7,21 @@ the range came from where.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from panopticon.exceptions import InvalidParameter
 from panopticon.model.times import iso_ms
 from panopticon.query import filters as f
+from panopticon.query.deadline import Deadline
 from panopticon.query.engine import hits, run_search
 from panopticon.query.raw import GroupBy, Key, raw_aggregates
 from panopticon.query.search import span_out
 from panopticon.query.timeparse import UNITS_MS, TimeRange
 from panopticon.rollup.aggregate import Aggregate
-from panopticon.rollup.job import get_watermark
-from panopticon.rollup.read import RangePlan, read_rollups, split_range
+from panopticon.rollup.job import get_mark
+from panopticon.rollup.read import RangePlan, ReadLimit, read_rollups, split_range, unrolled_windows, with_unrolled
+from panopticon.rollup.windows import settled_cut
 from panopticon.storage import TRACES, SearchStore
 
 # Intervals chosen when the request gives none: the smallest that keeps the series readable.
@@ -62,47 +63,67 @@ def format_interval(interval_ms: int) -> str:
 
 
 def collect(store: SearchStore, scope: Scope, window: TimeRange, *, interval_ms: int | None, group_by: GroupBy,
-            timeout: float, search: str | None = None,
-            now_ms: int | None = None) -> tuple[dict[Key, Aggregate], dict[str, Any]]:
+            deadline: Deadline, now_ms: int, search: str | None = None) -> tuple[dict[Key, Aggregate], dict[str, Any]]:
     """The Aggregates of [start, end) and where they came from.
 
-    Rollups answer the whole windows older than ROLLUP_THRESHOLD_MINUTES that are already rolled up
-    (before the watermark); raw spans answer the rest. Both give histograms on the same buckets, so
-    merging them by key is exact.
+    Rollups answer the whole windows older than ROLLUP_THRESHOLD_MINUTES whose every span is in the
+    rollups (none stored at or after the rollup mark); raw spans answer the rest, late windows included.
+    Both give histograms on the same buckets, so merging them by key is exact. `sources` says which part
+    came from where, how many late requests were read raw, and whether the answer is `complete`: false
+    while part of the range is newer than ROLLUP_SETTLE_SECONDS, where batches still in flight may add to it.
     """
-    plan = _plan(store, window, interval_ms, now_ms)
+    settings = store.settings
+    plan, late = _plan(store, scope, window, interval_ms, deadline, now_ms)
     aggregates: dict[Key, Aggregate] = {}
     for start_ms, end_ms in plan.raw:
         _merge_into(aggregates, raw_aggregates(
             store, service=scope.service, environment=scope.environment, endpoint=scope.endpoint,
-            start_ms=start_ms, end_ms=end_ms, interval_ms=interval_ms, group_by=group_by, timeout=timeout,
+            start_ms=start_ms, end_ms=end_ms, interval_ms=interval_ms, group_by=group_by, deadline=deadline,
             search=search))
     rollup_source = None
     if plan.rollup is not None:
-        answer = read_rollups(store, service=scope.service, environment=scope.environment, endpoint=scope.endpoint,
-                              start_ms=plan.rollup[0], end_ms=plan.rollup[1], interval_ms=interval_ms,
-                              group_by=group_by)
+        try:
+            answer = read_rollups(store, service=scope.service, environment=scope.environment,
+                                  endpoint=scope.endpoint, start_ms=plan.rollup[0], end_ms=plan.rollup[1],
+                                  interval_ms=interval_ms, group_by=group_by, skip=plan.skip,
+                                  time_left=deadline.remaining, max_documents=settings.query_max_rollup_documents)
+        except ReadLimit:
+            raise InvalidParameter("start", f"the answer needs more than {settings.query_max_rollup_documents} rollup "
+                                            "documents (QUERY_MAX_ROLLUP_DOCUMENTS): use a shorter range, a longer "
+                                            "interval, or filter by service or environment") from None
         found = answer.aggregates
         if search and group_by:
             found = {k: v for k, v in found.items() if _group_matches(k, search)}
         _merge_into(aggregates, found)
         rollup_source = {"from": iso_ms(plan.rollup[0]), "to": iso_ms(plan.rollup[1]), "documents": answer.documents,
-                         "tiers": sorted({tier for tier, _, _ in answer.segments})}
-    sources = {"raw": [{"from": iso_ms(a), "to": iso_ms(b)} for a, b in plan.raw], "rollup": rollup_source}
+                         "tiers": sorted({tier for tier, _, _ in answer.segments}), "windows_read_raw": len(plan.skip)}
+    settled = settled_cut(now_ms, settings.rollup_settle_seconds * 1000)
+    sources = {"raw": [{"from": iso_ms(a), "to": iso_ms(b)} for a, b in plan.raw], "rollup": rollup_source,
+               "late_spans": late, "complete": window.end_ms <= settled, "settled_until": iso_ms(settled)}
     return aggregates, sources
 
 
-def _plan(store: SearchStore, window: TimeRange, interval_ms: int | None, now_ms: int | None) -> RangePlan:
+def _plan(store: SearchStore, scope: Scope, window: TimeRange, interval_ms: int | None, deadline: Deadline,
+          now_ms: int) -> tuple[RangePlan, int]:
+    """The plan, and how many requests of its rollup part were stored after the mark (read raw instead)."""
     settings = store.settings
     all_raw = RangePlan(None, ((window.start_ms, window.end_ms),))
     threshold_ms = settings.rollup_threshold_minutes * UNITS_MS["m"]
-    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     if not settings.rollup_enabled or window.start_ms >= now_ms - threshold_ms:
-        return all_raw  # nothing old enough for rollups: skip the watermark read
-    return split_range(window.start_ms, window.end_ms, now_ms=now_ms,
-                       threshold_minutes=settings.rollup_threshold_minutes,
-                       window_ms=settings.rollup_bucket_minutes * UNITS_MS["m"],
-                       watermark_ms=get_watermark(store), interval_ms=interval_ms)
+        return all_raw, 0  # nothing old enough for rollups: no need to read the mark
+    window_ms = settings.rollup_bucket_minutes * UNITS_MS["m"]
+    plan = split_range(window.start_ms, window.end_ms, now_ms=now_ms,
+                       threshold_minutes=settings.rollup_threshold_minutes, window_ms=window_ms,
+                       interval_ms=interval_ms)
+    if plan.rollup is None:
+        return plan, 0
+    mark = get_mark(store)
+    if mark is None:
+        return all_raw, 0  # no scan has completed yet: nothing is known to be in the rollups
+    unrolled = unrolled_windows(store, service=scope.service, environment=scope.environment, endpoint=scope.endpoint,
+                                start_ms=plan.rollup[0], end_ms=plan.rollup[1], mark_ms=mark,
+                                time_left=deadline.remaining)
+    return with_unrolled(plan, unrolled, window_ms), sum(unrolled.values())
 
 
 def _merge_into(target: dict[Key, Aggregate], found: dict[Key, Aggregate]) -> None:
@@ -127,9 +148,10 @@ def stats(aggregate: Aggregate) -> dict[str, Any]:
 
 
 def time_series(store: SearchStore, scope: Scope, window: TimeRange, interval_ms: int, *,
-                timeout: float) -> dict[str, Any]:
+                deadline: Deadline, now_ms: int) -> dict[str, Any]:
     """Requests, errors, error rate and p50/p90/p95 per bucket; `window` must be aligned to the interval."""
-    by_time, sources = collect(store, scope, window, interval_ms=interval_ms, group_by=None, timeout=timeout)
+    by_time, sources = collect(store, scope, window, interval_ms=interval_ms, group_by=None, deadline=deadline,
+                               now_ms=now_ms)
     overall = Aggregate()
     buckets = []
     for start in range(window.start_ms, window.end_ms, interval_ms):
@@ -144,11 +166,11 @@ def time_series(store: SearchStore, scope: Scope, window: TimeRange, interval_ms
 
 
 def ranking(store: SearchStore, scope: Scope, window: TimeRange, group_by: GroupBy, *, sort: str, order: str,
-            limit: int, search: str | None, timeout: float) -> dict[str, Any]:
+            limit: int, search: str | None, deadline: Deadline, now_ms: int) -> dict[str, Any]:
     """Services (group_by="service") or endpoints (group_by="endpoint") with their numbers, sorted by `sort`
     (one of SERVICE_SORTS)."""
-    groups, sources = collect(store, scope, window, interval_ms=None, group_by=group_by, timeout=timeout,
-                              search=search)
+    groups, sources = collect(store, scope, window, interval_ms=None, group_by=group_by, deadline=deadline,
+                              now_ms=now_ms, search=search)
     name_field = "service_name" if group_by == "service" else "endpoint"
     rows = [{name_field: name, **stats(aggregate)} for name, aggregate in groups.items()]
     rows = _sorted(rows, sort if sort != "name" else name_field, name_field, descending=order == "desc")
@@ -165,7 +187,7 @@ def _sorted(rows: list[dict[str, Any]], key: str, name: str, *, descending: bool
 
 
 def endpoint_traces(store: SearchStore, scope: Scope, window: TimeRange, *, limit: int,
-                    timeout: float) -> dict[str, Any]:
+                    deadline: Deadline) -> dict[str, Any]:
     """The most recent failed requests and the slowest requests of one endpoint, with their trace ids."""
     base = [f.term("is_request", True), f.time_range("@timestamp", window.start_ms, window.end_ms),
             f.term("service_name", scope.service), f.term("endpoint", scope.endpoint),
@@ -173,10 +195,10 @@ def endpoint_traces(store: SearchStore, scope: Scope, window: TimeRange, *, limi
     index = store.name(TRACES)
     errors = run_search(store, index, {
         "query": f.bool_filter([*base, f.term("is_error", True)]), "size": limit,
-        "sort": [{"@timestamp": "desc"}, {"trace_id": "asc"}, {"span_id": "asc"}]}, timeout)
+        "sort": [{"@timestamp": "desc"}, {"trace_id": "asc"}, {"span_id": "asc"}]}, deadline)
     slow = run_search(store, index, {
         "query": f.bool_filter(base), "size": limit,
-        "sort": [{"duration_ms": "desc"}, {"trace_id": "asc"}, {"span_id": "asc"}]}, timeout)
+        "sort": [{"duration_ms": "desc"}, {"trace_id": "asc"}, {"span_id": "asc"}]}, deadline)
     return {"service_name": scope.service, "endpoint": scope.endpoint, "from": iso_ms(window.start_ms),
             "to": iso_ms(window.end_ms), "errors": [span_out(hit) for hit in hits(errors)],
             "slow": [span_out(hit) for hit in hits(slow)]}

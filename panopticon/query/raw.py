@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from panopticon.query import filters as f
+from panopticon.query.deadline import Deadline
 from panopticon.query.engine import run_search
 from panopticon.rollup.aggregate import Aggregate
 from panopticon.storage import TRACES, SearchStore
@@ -45,7 +46,7 @@ def raw_filter(*, service: str | None, environment: str | None, endpoint: str | 
 
 
 def raw_aggregates(store: SearchStore, *, service: str | None, environment: str | None, endpoint: str | None,
-                   start_ms: int, end_ms: int, interval_ms: int | None, group_by: GroupBy, timeout: float,
+                   start_ms: int, end_ms: int, interval_ms: int | None, group_by: GroupBy, deadline: Deadline,
                    search: str | None = None) -> dict[Key, Aggregate]:
     """Aggregates of requests in [start_ms, end_ms), keyed as described at `Key`.
 
@@ -74,7 +75,7 @@ def raw_aggregates(store: SearchStore, *, service: str | None, environment: str 
     out: dict[Key, Aggregate] = {}
     index = store.name(TRACES)
     while True:
-        cells = run_search(store, index, body, timeout).get("aggregations", {}).get("cells", {})
+        cells = run_search(store, index, body, deadline).get("aggregations", {}).get("cells", {})
         for cell in cells.get("buckets", []):
             _add_cell(out, cell, group_by is not None, interval_ms is not None)
         after = cells.get("after_key")

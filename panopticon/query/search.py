@@ -22,6 +22,7 @@ import orjson
 
 from panopticon.exceptions import InvalidParameter
 from panopticon.query import filters as f
+from panopticon.query.deadline import Deadline
 from panopticon.query.engine import hits, run_search, total
 from panopticon.query.timeparse import TimeRange
 from panopticon.storage import LOGS, TRACES, SearchStore
@@ -214,28 +215,28 @@ def _after(cursor: str | None, sort: Sort, allowed: dict[str, str], tiebreak: tu
 
 
 def search_spans(store: SearchStore, q: SpanQuery, sort: Sort, *, limit: int, after: list[Any] | None,
-                 timeout: float) -> Page:
+                 deadline: Deadline) -> Page:
     """One page of spans; `after` comes from `span_cursor`."""
     return _page(store, store.name(TRACES), span_filter(q), sort, [SPAN_SORTS[sort.field], *SPAN_TIEBREAK],
-                 span_out, limit=limit, after=after, timeout=timeout)
+                 span_out, limit=limit, after=after, deadline=deadline)
 
 
 def search_logs(store: SearchStore, q: LogQuery, sort: Sort, *, limit: int, after: list[Any] | None,
-                timeout: float) -> Page:
+                deadline: Deadline) -> Page:
     """One page of logs; `after` comes from `log_cursor`."""
     return _page(store, store.name(LOGS), log_filter(q), sort, [LOG_SORTS[sort.field], *LOG_TIEBREAK],
-                 log_out, limit=limit, after=after, timeout=timeout)
+                 log_out, limit=limit, after=after, deadline=deadline)
 
 
 def _page(store: SearchStore, index: str, query: dict[str, Any], sort: Sort, fields: list[str],
           shape: Callable[[dict[str, Any]], dict[str, Any]], *, limit: int, after: list[Any] | None,
-          timeout: float) -> Page:
+          deadline: Deadline) -> Page:
     order = [{name: {"order": sort.order}} for name in fields]
     # One extra hit says whether another page exists, so the last page never hands out a dead cursor.
     body: dict[str, Any] = {"query": query, "sort": order, "size": limit + 1, "track_total_hits": True}
     if after:
         body["search_after"] = after
-    answer = run_search(store, index, body, timeout)
+    answer = run_search(store, index, body, deadline)
     found = hits(answer)
     page, more = found[:limit], len(found) > limit
     next_cursor = encode_cursor(sort, page[-1]["sort"]) if more and page else None

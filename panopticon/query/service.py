@@ -20,6 +20,7 @@ from panopticon.exceptions import InvalidParameter, StorageError
 from panopticon.model.times import iso_ms, now_ms
 from panopticon.query import metrics
 from panopticon.query.cache import AnswerCache
+from panopticon.query.deadline import Deadline
 from panopticon.query.raw import GroupBy
 from panopticon.query.requests import (
     EndpointTracesRequest,
@@ -43,7 +44,7 @@ from panopticon.query.search import (
 )
 from panopticon.query.timeparse import UNITS_MS, TimeRange, parse_duration, resolve_range, round_out
 from panopticon.query.traces import get_trace
-from panopticon.rollup.job import get_watermark
+from panopticon.rollup.job import Progress, get_progress
 from panopticon.settings import Settings
 from panopticon.storage import SearchStore, open_store
 
@@ -95,14 +96,14 @@ class QueryService:
                                       config.rollup_cache_ttl_seconds)
         return self._cache
 
-    @property
-    def timeout(self) -> float:
-        return self.settings.query_timeout_seconds
+    def deadline(self) -> Deadline:
+        """A new request's time budget (QUERY_TIMEOUT_SECONDS), shared by every engine call of its answer."""
+        return Deadline(self.settings.query_timeout_seconds)
 
     # --- searches -------------------------------------------------------------------------------------
     def trace(self, q: TraceLookup) -> dict[str, Any] | None:
         """Every span and log of one trace, or None when there is none."""
-        return get_trace(self.store, q.trace_id, service=q.service, environment=q.environment, timeout=self.timeout)
+        return get_trace(self.store, q.trace_id, service=q.service, environment=q.environment, deadline=self.deadline())
 
     def spans(self, q: SpanSearch) -> dict[str, Any]:
         window = self._window(q.times, SEARCH_DEFAULT_MS)
@@ -112,7 +113,7 @@ class QueryService:
                           parent_span_id=q.parent_span_id)
         sort = Sort(q.page.sort, q.page.order)
         found = search_spans(self.store, query, sort, limit=self._limit(q.page.limit),
-                             after=span_cursor(q.page.cursor, sort), timeout=self.timeout)
+                             after=span_cursor(q.page.cursor, sort), deadline=self.deadline())
         return _page(found, window)
 
     def service_traces(self, q: ServiceTraces) -> dict[str, Any]:
@@ -121,7 +122,7 @@ class QueryService:
                           min_duration_ms=q.min_duration_ms, max_duration_ms=q.max_duration_ms, roots_only=True)
         sort = Sort(q.page.sort, q.page.order)
         found = search_spans(self.store, query, sort, limit=self._limit(q.page.limit),
-                             after=span_cursor(q.page.cursor, sort), timeout=self.timeout)
+                             after=span_cursor(q.page.cursor, sort), deadline=self.deadline())
         return _page(found, window)
 
     def logs(self, q: LogSearch) -> dict[str, Any]:
@@ -130,26 +131,30 @@ class QueryService:
                          trace_id=q.trace_id, span_id=q.span_id, text=q.text)
         sort = Sort(q.page.sort, q.page.order)
         found = search_logs(self.store, query, sort, limit=self._limit(q.page.limit),
-                            after=log_cursor(q.page.cursor, sort), timeout=self.timeout)
+                            after=log_cursor(q.page.cursor, sort), deadline=self.deadline())
         return _page(found, window)
 
     # --- statistics -----------------------------------------------------------------------------------
     def series(self, q: SeriesRequest) -> Answer:
         """A service's time series; the range is widened to whole intervals (see `from` / `to`)."""
-        window = self._window(q.times, STATS_DEFAULT_MS)
-        interval_ms = self._interval(q.interval, window)
-        window = round_out(window, interval_ms)
+        now = self.clock()
+        window = self._window(q.times, STATS_DEFAULT_MS, now)
+        interval_ms = self._interval(q.interval, window, now)
+        window = self._rounded(window, interval_ms)
         metrics.check_buckets(window, interval_ms, self.settings.query_max_buckets)
         scope = metrics.Scope(q.service, q.environment, q.endpoint)
         question = {"scope": [scope.service, scope.environment, scope.endpoint], "from": window.start_ms,
                     "to": window.end_ms, "interval": interval_ms}
+        deadline = self.deadline()
         return self._cached("series", question, lambda: metrics.time_series(
-            self.store, scope, window, interval_ms, timeout=self.timeout))
+            self.store, scope, window, interval_ms, deadline=deadline, now_ms=now))
 
     def ranking(self, q: RankingRequest) -> Answer:
         """Every service (q.service None), or the endpoints of one service, with their numbers."""
-        window = round_out(self._window(q.times, STATS_DEFAULT_MS), RANKING_STEP_MS)
+        now = self.clock()
+        window = self._rounded(self._window(q.times, STATS_DEFAULT_MS, now), RANKING_STEP_MS)
         limit = self._limit(q.limit)
+        deadline = self.deadline()
         scope = metrics.Scope(q.service, q.environment)
         question = {"service": q.service, "env": q.environment, "search": q.search, "sort": q.sort,
                     "order": q.order, "limit": limit, "from": window.start_ms, "to": window.end_ms}
@@ -157,7 +162,7 @@ class QueryService:
 
         def compute() -> dict[str, Any]:
             answer = metrics.ranking(self.store, scope, window, group_by, sort=q.sort, order=q.order, limit=limit,
-                                     search=q.search, timeout=self.timeout)
+                                     search=q.search, deadline=deadline, now_ms=now)
             return answer if q.service is None else {"service_name": q.service, **answer}
 
         return self._cached("services" if q.service is None else "endpoints", question, compute)
@@ -165,7 +170,7 @@ class QueryService:
     def endpoint_traces(self, q: EndpointTracesRequest) -> dict[str, Any]:
         window = self._window(q.times, STATS_DEFAULT_MS)
         scope = metrics.Scope(q.service, q.environment, q.endpoint)
-        return metrics.endpoint_traces(self.store, scope, window, limit=self._limit(q.limit), timeout=self.timeout)
+        return metrics.endpoint_traces(self.store, scope, window, limit=self._limit(q.limit), deadline=self.deadline())
 
     # --- operations -----------------------------------------------------------------------------------
     def readiness(self) -> dict[str, bool]:
@@ -182,14 +187,24 @@ class QueryService:
                 checks["redis"] = False
         return checks
 
-    def rollup_watermark(self) -> int | None:
-        """End of the newest window the rollups are complete up to, as the rollup job stored it."""
-        return get_watermark(self.store)
+    def rollup_progress(self) -> Progress:
+        """What the rollups include, as the rollup job stored it (the mark and its last run's figures)."""
+        return get_progress(self.store)
 
     # --- the checks that depend on configuration --------------------------------------------------------
-    def _window(self, times: Times, default_ms: int) -> TimeRange:
-        return resolve_range(times.start, times.end, now_ms=self.clock(), default_ms=default_ms,
-                             max_days=self.settings.query_max_range_days)
+    def _window(self, times: Times, default_ms: int, now: int | None = None) -> TimeRange:
+        return resolve_range(times.start, times.end, now_ms=self.clock() if now is None else now,
+                             default_ms=default_ms, max_days=self.settings.query_max_range_days)
+
+    def _rounded(self, window: TimeRange, step_ms: int) -> TimeRange:
+        """`window` widened to whole steps; the limit holds for what is read, so it is checked again after."""
+        rounded = round_out(window, step_ms)
+        max_days = self.settings.query_max_range_days
+        if rounded.length_ms > max_days * UNITS_MS["d"]:
+            raise InvalidParameter("start", f"the range, widened to whole {metrics.format_interval(step_ms)} "
+                                            f"intervals, is longer than the limit of {max_days} days "
+                                            "(QUERY_MAX_RANGE_DAYS); use a shorter range or interval")
+        return rounded
 
     def _limit(self, limit: int) -> int:
         maximum = self.settings.query_max_page_size
@@ -197,7 +212,7 @@ class QueryService:
             raise InvalidParameter("limit", f"must be at most {maximum} (QUERY_MAX_PAGE_SIZE)")
         return limit
 
-    def _interval(self, text: str | None, window: TimeRange) -> int:
+    def _interval(self, text: str | None, window: TimeRange, now: int) -> int:
         config = self.settings
         if text is None:
             return metrics.choose_interval(window, config.query_max_buckets)
@@ -206,6 +221,14 @@ class QueryService:
             raise InvalidParameter("interval", "must be a whole number of seconds, at least 1s")
         if interval_ms > config.query_max_range_days * UNITS_MS["d"]:
             raise InvalidParameter("interval", f"must be at most {config.query_max_range_days}d (QUERY_MAX_RANGE_DAYS)")
+        window_ms = config.rollup_bucket_minutes * UNITS_MS["m"]
+        threshold_ms = config.rollup_threshold_minutes * UNITS_MS["m"]
+        reaches_rollups = config.rollup_enabled and window.start_ms < now - threshold_ms
+        if reaches_rollups and interval_ms % window_ms:
+            # Rollup windows cannot be cut, so such a series would be read from raw spans whatever its length.
+            raise InvalidParameter("interval", f"must be a multiple of {config.rollup_bucket_minutes}m "
+                                               "(ROLLUP_BUCKET_MINUTES) for a range older than "
+                                               f"{config.rollup_threshold_minutes} minutes (ROLLUP_THRESHOLD_MINUTES)")
         return interval_ms
 
     def _cached(self, kind: str, question: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> Answer:

@@ -48,7 +48,8 @@ def parse_time(text: str, parameter: str, *, now_ms: int) -> int:
     if lowered == "now":
         return now_ms
     if match := _RELATIVE.match(lowered):
-        return now_ms - int(match.group(1)) * UNITS_MS[match.group(2)]
+        # The same plausibility as absolute times: `3000w` is 1966, a mistake, not a question.
+        return _plausible(now_ms - int(match.group(1)) * UNITS_MS[match.group(2)], parameter)
     if _EPOCH_MS.match(value):
         return _plausible(int(value), parameter)
     try:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from panopticon.query import filters as f
+from panopticon.query.deadline import Deadline
 from panopticon.query.engine import hits, run_search, total
 from panopticon.query.search import log_out, span_out
 from panopticon.storage import LOGS, TRACES, SearchStore
@@ -82,17 +83,17 @@ def _span_ms(start: str | None, end: str | None, spans: list[dict[str, Any]]) ->
 
 
 def get_trace(store: SearchStore, trace_id: str, *, service: str | None, environment: str | None,
-              timeout: float) -> dict[str, Any] | None:
+              deadline: Deadline) -> dict[str, Any] | None:
     """The trace, or None when no span or log carries `trace_id` (after the optional filters)."""
     query = f.bool_filter([f.term("trace_id", trace_id), f.optional_term("service_name", service),
                            f.optional_term("environment", environment)])
     span_answer = run_search(store, store.name(TRACES), {
         "query": query, "size": MAX_TRACE_DOCUMENTS, "track_total_hits": True,
-        "sort": [{"@timestamp": "asc"}, {"span_id": "asc"}]}, timeout)
+        "sort": [{"@timestamp": "asc"}, {"span_id": "asc"}]}, deadline)
     log_answer = run_search(store, store.name(LOGS), {
         "query": query, "size": MAX_TRACE_DOCUMENTS, "track_total_hits": True,
         "sort": [{"@timestamp": "asc"}, {"kafka.topic": "asc"}, {"kafka.partition": "asc"},
-                 {"kafka.offset": "asc"}]}, timeout)
+                 {"kafka.offset": "asc"}]}, deadline)
     spans = [span_out(hit) for hit in hits(span_answer)]
     logs = [log_out(hit) for hit in hits(log_answer)]
     if not spans and not logs:

@@ -1,10 +1,25 @@
-"""Rolling spans up: one window -> documents, closed hours -> hourly documents, and the watermark.
+"""Rolling spans up, driven by what was stored: windows -> documents, their hours -> hourly documents.
 
 Every write is an overwrite by a deterministic id (see `documents.py`), so any window or hour may be
 rolled any number of times, by any number of workers at once, and ends with the same documents. That
-is what makes re-rolling for late spans, catching up after an outage and operator backfills safe.
-The watermark only ever moves forward (a scripted update on the engine), so two beats cannot undo
-each other's progress.
+is what makes re-rolling for late spans, resuming after an outage and operator backfills safe.
+
+Which windows a run rolls follows the data, not the clock. Every stored span carries `ingested_at`
+(when its batch started to be stored). The progress marker says: every span stored before `mark` is in
+the rollups. Each run takes the *settled* cut C = now - ROLLUP_SETTLE_SECONDS (no batch that started
+before C can still be writing: the worker's hard task limit ends it first), finds with ONE bounded
+aggregation every window, of any age, that received spans stored in [mark, C), rolls those windows
+again (whole: every span of the window, not only the new ones), re-merges their hours, and moves the
+mark to C. Spans that arrive hours late, after an outage, or from a producer whose clock runs behind
+are therefore counted within two runs of settling; the query path reads any window that still has
+spans stored at or after the mark from raw spans (`read.unrolled_windows`), so no answer misses them
+in the meantime.
+
+A run that finds more than ROLLUP_MAX_WINDOWS_PER_RUN windows rolls the first ones (in window order)
+and stores where the same scan continues (the cut and the aggregation's `after` key); the next run
+goes on from exactly there, and the mark moves only when the scan is complete. The data below the cut
+does not change, so the resumed scan sees the same windows. Progress is saved with a compare-and-set,
+so two beats cannot move it backwards or skip a part.
 """
 
 from __future__ import annotations
@@ -26,12 +41,13 @@ from panopticon.rollup import documents as docs
 from panopticon.rollup.aggregate import Aggregate
 from panopticon.rollup.documents import HOURLY, Exemplars, Key, Row
 from panopticon.rollup.read import scan_documents
-from panopticon.rollup.windows import HOUR_MS, WindowPlan, closed_hours, due_windows, floor_to, windows_between
+from panopticon.rollup.windows import HOUR_MS, floor_to, hours_of, runs, settled_cut, windows_between
 from panopticon.storage import BulkItem, SearchStore
 
 log = logging.getLogger(__name__)
 
-WATERMARK_ID = "rollup-watermark"
+PROGRESS_ID = "rollup-progress"
+DAY_MS = 86_400_000
 # Keys per composite page. Each key carries a histogram of up to ~2000 buckets (1 us .. 1000 s at
 # 0.5 %), and the engine refuses answers over search.max_buckets (65535 by default).
 PAGE_KEYS = 25
@@ -158,7 +174,11 @@ def roll_window(store: SearchStore, window_ms: int, *, now: int | None = None) -
 
 # --- one hour -------------------------------------------------------------------------------------
 def roll_hour(store: SearchStore, hour_ms: int, *, now: int | None = None) -> int:
-    """Merge an hour's window documents into hourly ones (exact: histograms merge bucket by bucket)."""
+    """Merge an hour's window documents into hourly ones (exact: histograms merge bucket by bucket).
+
+    An hour is merged whenever one of its windows was rolled, open or closed: its hourly documents are
+    then never behind its window documents once a run ends.
+    """
     settings = store.settings
     hour_ms = floor_to(hour_ms, HOUR_MS)
     index = docs.metrics_index(settings, hour_ms)
@@ -170,43 +190,85 @@ def roll_hour(store: SearchStore, hour_ms: int, *, now: int | None = None) -> in
     return write_rows(store, HOURLY, {hour_ms: rows} if rows else {}, now if now is not None else now_ms())
 
 
-# --- the watermark --------------------------------------------------------------------------------
-def get_watermark(store: SearchStore) -> int | None:
-    """End of the newest window rolled up by `roll_due` (None before the first run)."""
-    state = store.get(store.name(STATE), WATERMARK_ID)
-    return int(state["watermark_ms"]) if state and state.get("watermark_ms") is not None else None
+# --- progress -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Progress:
+    """What the rollups are known to include. `mark`: every span stored before it (None: nothing yet).
+    `cut` and `after`: a scan of [mark, cut) that a run left unfinished, and where it goes on."""
+
+    mark_ms: int | None = None
+    cut_ms: int | None = None
+    after: dict[str, Any] | None = None
+    last_run: dict[str, Any] = field(default_factory=dict)
+
+    def as_document(self) -> dict[str, Any]:
+        return {"mark_ms": self.mark_ms, "cut_ms": self.cut_ms, "after": self.after, "last_run": self.last_run,
+                "updated_at": iso_ms(now_ms())}
 
 
-def advance_watermark(store: SearchStore, watermark_ms: int) -> None:
-    """Move the watermark to `watermark_ms` unless it is already further; atomic on the engine."""
-    index = store.name(STATE)
-    updated = iso_ms(now_ms())
-    body = {
-        "script": {
-            "lang": "painless",
-            "source": "if (ctx._source.watermark_ms == null || ctx._source.watermark_ms < params.w) "
-                      "{ ctx._source.watermark_ms = params.w; ctx._source.updated_at = params.at } "
-                      "else { ctx.op = 'noop' }",
-            "params": {"w": watermark_ms, "at": updated},
-        },
-        "upsert": {"watermark_ms": watermark_ms, "updated_at": updated},
+def _progress_of(source: dict[str, Any] | None) -> Progress:
+    if not source:
+        return Progress()
+    return Progress(source.get("mark_ms"), source.get("cut_ms"), source.get("after"), source.get("last_run") or {})
+
+
+def get_progress(store: SearchStore) -> Progress:
+    return _progress_of(store.get(store.name(STATE), PROGRESS_ID))
+
+
+def get_mark(store: SearchStore) -> int | None:
+    """Every span stored (ingested) before this time is in the rollups; None before the first complete scan."""
+    return get_progress(store).mark_ms
+
+
+def set_mark(store: SearchStore, mark_ms: int | None) -> None:
+    """Put the mark anywhere, also backwards (operators and tests): the next runs roll what was stored since."""
+    store.put(store.name(STATE), PROGRESS_ID, Progress(mark_ms).as_document(), refresh=True)
+
+
+# --- finding the windows that received spans -------------------------------------------------------
+@dataclass(frozen=True)
+class Stored:
+    """A window that received spans in the scanned ingest range: how many, and when the newest was stored."""
+
+    window_ms: int
+    spans: int
+    last_stored_ms: int
+
+
+def stored_windows_body(mark_ms: int, cut_ms: int, width_ms: int, size: int,
+                        after: dict[str, Any] | None = None) -> dict[str, Any]:
+    """ONE aggregation: the windows (by event time) of the requests stored in [mark_ms, cut_ms), in order.
+
+    It reads only spans stored in that range (a range on `ingested_at`), so its cost follows what arrived
+    since the last run, not the age or the size of the data.
+    """
+    composite: dict[str, Any] = {"size": size, "sources": [
+        {"window": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{width_ms}ms"}}}]}
+    if after:
+        composite["after"] = after
+    return {
+        "size": 0,
+        "track_total_hits": False,
+        "query": {"bool": {"filter": [
+            {"term": {"is_request": True}},
+            {"range": {"ingested_at": {"gte": mark_ms, "lt": cut_ms, "format": "epoch_millis"}}},
+        ]}},
+        "aggs": {"windows": {"composite": composite, "aggs": {"last_stored": {"max": {"field": "ingested_at"}}}}},
     }
-    store.update(index, WATERMARK_ID, body)
 
 
-def set_watermark(store: SearchStore, watermark_ms: int) -> None:
-    """Put the watermark anywhere, also backwards (operators and tests: "pretend beat was down")."""
-    store.put(store.name(STATE), WATERMARK_ID, {"watermark_ms": watermark_ms, "updated_at": iso_ms(now_ms())},
-              refresh=True)
-
-
-def first_request_ms(store: SearchStore) -> int | None:
-    """Start time of the oldest stored request, where a first run begins."""
-    answer = store.search(store.name(TRACES), {
-        "size": 0, "track_total_hits": False, "query": {"term": {"is_request": True}},
-        "aggs": {"first": {"min": {"field": "@timestamp"}}}})
-    value = ((answer.get("aggregations") or {}).get("first") or {}).get("value")
-    return int(value) if value is not None else None
+def scan_stored(store: SearchStore, mark_ms: int, cut_ms: int, size: int,
+                after: dict[str, Any] | None = None) -> tuple[list[Stored], dict[str, Any] | None]:
+    """Up to `size` windows with requests stored in [mark_ms, cut_ms), and the `after` key to continue from
+    (None when the scan is complete)."""
+    width = store.settings.rollup_bucket_minutes * 60_000
+    answer = store.search(store.name(TRACES), stored_windows_body(mark_ms, cut_ms, width, size, after))
+    found = (answer.get("aggregations") or {}).get("windows") or {}
+    buckets = found.get("buckets", [])
+    windows = [Stored(int(b["key"]["window"]), int(b["doc_count"]), int(b["last_stored"]["value"])) for b in buckets]
+    more = len(buckets) >= size and found.get("after_key")
+    return windows, (found["after_key"] if more else None)
 
 
 # --- runs -----------------------------------------------------------------------------------------
@@ -215,63 +277,78 @@ class RunResult:
     windows: list[int] = field(default_factory=list)
     hours: list[int] = field(default_factory=list)
     documents: int = 0
-    watermark_ms: int | None = None
+    mark_ms: int | None = None
+    pending: bool = False  # the scan continues on the next run
+    late_windows: int = 0  # windows rolled again because spans arrived after the window had settled
+    max_lateness_ms: int = 0  # the latest span of this run: stored this long after its window closed
+    skipped_expired: int = 0  # windows older than TRACES_RETENTION_DAYS: their raw spans may be gone
 
     def as_dict(self) -> dict[str, Any]:
         return {"windows": len(self.windows), "hours": len(self.hours), "documents": self.documents,
                 "first_window": iso_ms(self.windows[0]) if self.windows else None,
                 "last_window": iso_ms(self.windows[-1]) if self.windows else None,
-                "watermark": iso_ms(self.watermark_ms) if self.watermark_ms is not None else None}
+                "mark": iso_ms(self.mark_ms) if self.mark_ms is not None else None, "pending": self.pending,
+                "late_windows": self.late_windows, "max_lateness_s": self.max_lateness_ms / 1000,
+                "skipped_expired": self.skipped_expired}
 
 
-def roll_windows(store: SearchStore, windows: Iterable[int], closed_until_ms: int, now: int, result: RunResult,
-                 *, advance: bool) -> None:
-    """Roll windows oldest first, an hour at a time; after each hour, roll it if closed and save progress."""
+def roll_windows(store: SearchStore, windows: Iterable[int], now: int, result: RunResult) -> None:
+    """Roll these windows (one aggregation per contiguous run inside an hour), then merge their hours."""
     width = store.settings.rollup_bucket_minutes * 60_000
-    for _, hour_windows in groupby(sorted(windows), key=lambda w: floor_to(w, HOUR_MS)):
-        group = list(hour_windows)
-        # Windows of one hour come contiguous from the planners; one aggregation covers them all.
-        done_until = group[-1] + width
-        result.documents += roll_span(store, group[0], done_until, now=now)
-        result.windows.extend(group)
-        for hour in closed_hours(group, min(done_until, closed_until_ms)):
-            result.documents += roll_hour(store, hour, now=now)
-            result.hours.append(hour)
-        if advance:
-            advance_watermark(store, done_until)
-            result.watermark_ms = max(result.watermark_ms or 0, done_until)
+    chosen = sorted(set(windows))
+    for start, end in runs(chosen, width, within_hour=True):
+        result.documents += roll_span(store, start, end, now=now)
+    result.windows.extend(chosen)
+    for hour in hours_of(chosen):
+        result.documents += roll_hour(store, hour, now=now)
+        result.hours.append(hour)
 
 
 def roll_due(store: SearchStore, now: int | None = None) -> RunResult:
-    """What beat runs every minute: new closed windows, recent ones again (late spans), catch-up."""
+    """What beat runs every ROLLUP_INTERVAL_SECONDS: roll every window that received spans since the last run."""
     now = now if now is not None else now_ms()
-    plan = WindowPlan.from_settings(store.settings)
-    watermark = get_watermark(store)
-    first = first_request_ms(store) if watermark is None else None
-    windows = due_windows(plan, now, watermark, first)
-    result = RunResult(watermark_ms=watermark)
-    if not windows:
-        if watermark is None:
-            # Nothing stored yet: start from here, so the next run does not look for old data again.
-            advance_watermark(store, plan.last_closed_end(now))
-            result.watermark_ms = plan.last_closed_end(now)
+    settings = store.settings
+    width = settings.rollup_bucket_minutes * 60_000
+    index = store.name(STATE)
+    source, version = store.get_versioned(index, PROGRESS_ID)
+    progress = _progress_of(source)
+    mark = progress.mark_ms if progress.mark_ms is not None else 0  # the first run covers everything stored
+    cut = progress.cut_ms if progress.cut_ms is not None else settled_cut(now, settings.rollup_settle_seconds * 1000)
+    result = RunResult(mark_ms=progress.mark_ms)
+    if cut <= mark:
         return result
-    roll_windows(store, windows, plan.last_closed_end(now), now, result, advance=True)
-    log.info("rollup run: %s", result.as_dict())
+    found, after = scan_stored(store, mark, cut, settings.rollup_max_windows_per_run, progress.after)
+    oldest_kept = floor_to(now - settings.traces_retention_days * DAY_MS, width)
+    kept = [w for w in found if w.window_ms >= oldest_kept]
+    result.skipped_expired = len(found) - len(kept)
+    settle_ms = settings.rollup_settle_seconds * 1000
+    for stored in kept:
+        lateness = stored.last_stored_ms - (stored.window_ms + width)
+        result.max_lateness_ms = max(result.max_lateness_ms, lateness)
+        result.late_windows += lateness > settle_ms
+    roll_windows(store, [w.window_ms for w in kept], now, result)
+    done = after is None
+    result.mark_ms, result.pending = (cut, False) if done else (progress.mark_ms, True)
+    following = Progress(cut if done else progress.mark_ms, None if done else cut, None if done else after,
+                         {**result.as_dict(), "at": iso_ms(now)})
+    if not store.put_if(index, PROGRESS_ID, following.as_document(), version, refresh=True):
+        # Another run saved progress meanwhile; what this one rolled stays valid (overwrites are idempotent).
+        log.info("rollup run: progress was moved by another run; keeping theirs")
+        result.mark_ms = get_mark(store)
+    if result.windows or result.skipped_expired:
+        log.info("rollup run: %s", result.as_dict())
     return result
 
 
 def backfill(store: SearchStore, start_ms: int, end_ms: int, now: int | None = None) -> RunResult:
-    """Re-roll every closed window touching [start_ms, end_ms) and the closed hours they belong to.
+    """Re-roll every window touching [start_ms, end_ms) (up to now) and the hours they belong to.
 
-    Safe to repeat and to run while beat runs. It does not move the watermark: catch-up stays beat's job.
+    Safe to repeat and to run while beat runs. It does not move the mark: that stays beat's job.
     """
     now = now if now is not None else now_ms()
-    plan = WindowPlan.from_settings(store.settings)
-    closed_end = plan.last_closed_end(now)
-    windows = windows_between(start_ms, min(end_ms, closed_end), plan.window_ms)
-    result = RunResult(watermark_ms=get_watermark(store))
-    roll_windows(store, windows, closed_end, now, result, advance=False)
+    width = store.settings.rollup_bucket_minutes * 60_000
+    result = RunResult(mark_ms=get_mark(store))
+    roll_windows(store, windows_between(start_ms, min(end_ms, now), width), now, result)
     return result
 
 

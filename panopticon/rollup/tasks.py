@@ -2,7 +2,7 @@
 
 `rollup_due` is what beat sends every ROLLUP_INTERVAL_SECONDS; `rollup_window` rolls one window on
 request (operators, scripts); `rollup_retention` drops monthly metrics indices past retention. All are
-idempotent (overwrites by deterministic id; the watermark only moves forward), so `acks_late` is safe
+idempotent (overwrites by deterministic id; progress is saved with a compare-and-set), so `acks_late` is safe
 and a task redelivered after a worker crash simply does the same work again.
 """
 
@@ -16,7 +16,7 @@ from celery import current_app, shared_task
 from panopticon import flow
 from panopticon.model.times import now_ms, parse_time
 from panopticon.rollup import job
-from panopticon.rollup.windows import HOUR_MS, WindowPlan, floor_to
+from panopticon.rollup.windows import floor_to
 from panopticon.settings import Settings
 from panopticon.storage import SearchStore, open_store
 
@@ -39,18 +39,14 @@ def rollup_due() -> dict[str, Any]:
 
 @shared_task(name=flow.ROLLUP_WINDOW, acks_late=True, soft_time_limit=SOFT_LIMIT_SECONDS, time_limit=HARD_LIMIT_SECONDS)
 def rollup_window(minute: str | int | float) -> dict[str, Any]:
-    """Roll up the window holding `minute` (ISO 8601 or epoch ms), and its hour when that hour has closed."""
+    """Roll up the window holding `minute` (ISO 8601 or epoch ms), and merge its hour."""
     at = parse_time(minute)
     if at is None:
         raise ValueError(f"minute: expected an ISO 8601 time or epoch milliseconds, got {minute!r}")
     store = _store()
     width = store.settings.rollup_bucket_minutes * 60_000
-    window = floor_to(int(at), width)
-    result = job.RunResult(documents=job.roll_window(store, window), windows=[window])
-    hour = floor_to(window, HOUR_MS)
-    if hour + HOUR_MS <= WindowPlan.from_settings(store.settings).last_closed_end(now_ms()):
-        result.documents += job.roll_hour(store, hour)
-        result.hours.append(hour)
+    result = job.RunResult()
+    job.roll_windows(store, [floor_to(int(at), width)], now_ms(), result)
     return result.as_dict()
 
 

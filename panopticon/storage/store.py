@@ -14,13 +14,14 @@ from typing import Any
 
 import orjson
 
-from panopticon.exceptions import EngineRejected, StorageError
+from panopticon.exceptions import EngineRejected, PartialAnswer, StorageError
 from panopticon.settings import Settings
 from panopticon.storage import templates
 from panopticon.storage.engines import EngineInfo, Transport, open_transport
 
 log = logging.getLogger(__name__)
 
+Version = tuple[int, int]  # (_seq_no, _primary_term) of a document
 _BULK_FILTER = "errors,items.*._id,items.*.status,items.*.error.type,items.*.error.reason"
 
 
@@ -151,6 +152,36 @@ class SearchStore:
                 return None
             raise
 
+    def get_versioned(self, index: str, doc_id: str) -> tuple[dict[str, Any] | None, Version | None]:
+        """The document and the version to pass to `put_if` (None, None when there is none)."""
+        try:
+            found = self.transport.request("GET", f"/{index}/_doc/{doc_id}")
+        except EngineRejected as exc:
+            if exc.status == 404:
+                return None, None
+            raise
+        return found["_source"], (int(found["_seq_no"]), int(found["_primary_term"]))
+
+    def put_if(self, index: str, doc_id: str, document: dict[str, Any], version: Version | None, *,
+               refresh: bool = False) -> bool:
+        """Write only if the document is still at `version` (None: only if it does not exist yet).
+
+        False when someone else wrote it meanwhile: optimistic concurrency, so two writers of one
+        progress marker cannot undo each other's work.
+        """
+        params: dict[str, str] = {"refresh": "true"} if refresh else {}
+        if version is None:
+            params["op_type"] = "create"
+        else:
+            params["if_seq_no"], params["if_primary_term"] = str(version[0]), str(version[1])
+        try:
+            self.transport.request("PUT", f"/{index}/_doc/{doc_id}", params=params, body=document)
+        except EngineRejected as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
     def update(self, index: str, doc_id: str, body: dict[str, Any], *, retry_on_conflict: int = 5) -> None:
         """A scripted update or upsert of one document (`_update`)."""
         self.transport.request("POST", f"/{index}/_update/{doc_id}",
@@ -169,15 +200,17 @@ class SearchStore:
 
     # --- reads --------------------------------------------------------------------------------------
     def search(self, index: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        """The engine's answer; PartialAnswer when it timed out or lost shards (see `_complete`)."""
         params = {"ignore_unavailable": "true", "allow_no_indices": "true"}
         answer: dict[str, Any] = self.transport.request("POST", f"/{index}/_search", params=params, body=body,
                                                         timeout=timeout)
-        return answer
+        return _complete(answer, index)
 
     def count(self, index: str, query: dict[str, Any] | None = None) -> int:
         body = {"query": query} if query else None
         params = {"ignore_unavailable": "true", "allow_no_indices": "true"}
-        return int(self.transport.request("POST", f"/{index}/_count", params=params, body=body)["count"])
+        return int(_complete(self.transport.request("POST", f"/{index}/_count", params=params, body=body),
+                             index)["count"])
 
     def refresh(self, index: str) -> None:
         self.transport.request("POST", f"/{index}/_refresh", params={"ignore_unavailable": "true"})
@@ -217,6 +250,21 @@ class SearchStore:
 
     def close(self) -> None:
         self.transport.close()
+
+
+def _complete(answer: dict[str, Any], index: str) -> dict[str, Any]:
+    """`answer`, unless it is partial. A search that timed out or lost shards still answers 200 with the
+    hits and counts of the shards that did answer: counts that look exact and are not. Every reader
+    (rollups, the query routes, the gap fill) would rather retry than store or show a smaller number."""
+    if answer.get("timed_out"):
+        raise PartialAnswer(f"search of {index} timed out on the engine: the answer would be partial")
+    shards = answer.get("_shards") or {}
+    if shards.get("failed"):
+        reasons = "; ".join(str((failure.get("reason") or {}).get("reason", failure))[:200]
+                            for failure in (shards.get("failures") or [])[:3])
+        raise PartialAnswer(f"search of {index} failed on {shards['failed']} of {shards.get('total')} shards"
+                            + (f": {reasons}" if reasons else ""))
+    return answer
 
 
 def _missing_api(exc: EngineRejected) -> bool:

@@ -498,6 +498,12 @@ BAD = [
     ("/query/services?sort=size", "sort", "requests"),
     ("/query/traces/has%20space", "traceId", "printable"),
     ("/query/traces/a:b", "traceId", "printable"),
+    # Abusive, but well formed: bounded work or a 400 naming the parameter, before any engine call.
+    ("/query/services/gateway/metrics?start=31d&interval=1862s", "interval", "multiple of 1m"),
+    ("/query/services/gateway/metrics?start=31d&interval=31d", "start", "widened"),
+    ("/query/services?start=31d", "start", "widened"),
+    ("/query/spans?start=1000000w&end=999999w", "end", "2000-01-01"),
+    ("/query/logs?start=3000w", "start", "2000-01-01"),
 ]
 
 

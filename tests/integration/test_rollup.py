@@ -8,6 +8,8 @@ import uuid
 import pytest
 
 from panopticon.api.app import create_app
+from panopticon.model.times import now_ms
+from panopticon.query.deadline import Deadline
 from panopticon.rollup import job
 from panopticon.rollup.aggregate import Aggregate
 from panopticon.rollup.documents import HOURLY, metrics_pattern
@@ -46,16 +48,20 @@ def _metrics(store: SearchStore) -> dict[str, dict]:
             for hit in answer["hits"]["hits"]}
 
 
-def _roll_until_current(store: SearchStore, now: int) -> int:
-    """roll_due until it has nothing new (a catch-up is split into runs of ROLLUP_MAX_WINDOWS_PER_RUN)."""
-    watermark = None
-    for _ in range(20):
-        result = job.roll_due(store, now)
-        if result.watermark_ms == watermark:
+def settled(store: SearchStore, stored_ms: int) -> int:
+    """A clock at which spans stored at `stored_ms` have settled (what the next run takes in)."""
+    return stored_ms + store.settings.rollup_settle_seconds * 1000 + 1000
+
+
+def _roll_until_current(store: SearchStore, now: int) -> list[job.RunResult]:
+    """roll_due until its scan is complete (a catch-up is split into runs of ROLLUP_MAX_WINDOWS_PER_RUN)."""
+    results = []
+    for _ in range(50):
+        results.append(job.roll_due(store, now))
+        if not results[-1].pending:
             break
-        watermark = result.watermark_ms
     store.refresh(metrics_pattern(store.settings))
-    return watermark
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -65,23 +71,22 @@ def day_of_spans(stack: Settings):
     Shared by the read-only tests of this module (rolling a day up is the slow part); it has its own
     namespace, deleted afterwards.
     """
-    settings = stack.replace(index_prefix=f"t{uuid.uuid4().hex[:8]}-", rollup_lookback_hours=26,
-                             rollup_max_windows_per_run=600)
+    settings = stack.replace(index_prefix=f"t{uuid.uuid4().hex[:8]}-", rollup_max_windows_per_run=600)
     store = open_store(settings, setup=True)
     try:
-        now = job.now_ms()
+        now = now_ms()
         documents = store_spans(store, generate(6000, now - 25 * HOUR_MS, now - 2 * MINUTE_MS), now)
-        watermark = _roll_until_current(store, now)
-        yield store, documents, now, watermark
+        runs = _roll_until_current(store, settled(store, now))
+        assert len(runs) == 3 and runs[-1].mark_ms is not None  # 1,500 minutes, 600 windows a run
+        yield store, documents, now, runs[-1].mark_ms
     finally:
         store.delete_namespace()
         store.close()
 
 
 def test_rollups_match_numpy_for_every_range_bucket_and_grouping(day_of_spans) -> None:
-    store, documents, now, watermark = day_of_spans
-    assert watermark == floor_to(now - store.settings.rollup_grace_seconds * 1000, MINUTE_MS)
-    end = floor_to(watermark, HOUR_MS) - HOUR_MS  # an hour boundary, so long ranges use hourly documents
+    store, documents, now, _mark = day_of_spans
+    end = floor_to(now, HOUR_MS) - HOUR_MS  # an hour boundary, so long ranges use hourly documents
     for range_name, length in RANGES.items():
         for interval_name, interval in INTERVALS.items():
             for group_name, group in GROUPS.items():
@@ -102,8 +107,8 @@ def test_rollups_match_numpy_for_every_range_bucket_and_grouping(day_of_spans) -
 
 
 def test_a_week_reads_hourly_documents_not_minutes(day_of_spans) -> None:
-    store, _, _, watermark = day_of_spans
-    end = floor_to(watermark, HOUR_MS)
+    store, _, now, _mark = day_of_spans
+    end = floor_to(now, HOUR_MS)
     answer = read_rollups(store, service="checkout", environment="production", endpoint=None,
                           start_ms=end - 7 * 24 * HOUR_MS, end_ms=end, interval_ms=None, group_by=None)
     # 25 hours of data: one hourly document per hour that has requests, whatever the range.
@@ -113,10 +118,9 @@ def test_a_week_reads_hourly_documents_not_minutes(day_of_spans) -> None:
 
 def test_rollup_and_raw_parts_of_an_unaligned_range_add_up_exactly(day_of_spans) -> None:
     """What the query path does: rollups for the old part, raw spans for the edges and the newest part."""
-    store, documents, now, watermark = day_of_spans
+    store, documents, now, _mark = day_of_spans
     start, end = now - 24 * HOUR_MS + 12_345, now
-    plan = split_range(start, end, now_ms=now, threshold_minutes=60, window_ms=MINUTE_MS, watermark_ms=watermark,
-                       interval_ms=15 * MINUTE_MS)
+    plan = split_range(start, end, now_ms=now, threshold_minutes=60, window_ms=MINUTE_MS, interval_ms=15 * MINUTE_MS)
     assert plan.rollup is not None and plan.rollup[1] <= now - 60 * MINUTE_MS
     merged: dict = {}
     parts = rollup_aggregates(store, service="search", environment=None, endpoint=None, start_ms=plan.rollup[0],
@@ -132,7 +136,7 @@ def test_rollup_and_raw_parts_of_an_unaligned_range_add_up_exactly(day_of_spans)
 
 
 def test_running_a_window_twice_changes_nothing(namespace: Settings, store: SearchStore) -> None:
-    now = job.now_ms()
+    now = now_ms()
     window = floor_to(now, MINUTE_MS) - 5 * MINUTE_MS
     store_spans(store, generate(300, window, window + MINUTE_MS), now)
     assert job.roll_window(store, window) > 0
@@ -147,22 +151,27 @@ def test_running_a_window_twice_changes_nothing(namespace: Settings, store: Sear
     assert _metrics(store) == after_backfill
 
 
-def test_a_late_span_is_counted_after_the_next_reroll(namespace: Settings, store: SearchStore) -> None:
-    # A clock 5.5 minutes into the previous hour, so the late minute (3 minutes before that hour) is in a
-    # closed hour: both its window document and the hourly document must take the late span in.
-    hour = floor_to(job.now_ms(), HOUR_MS) - HOUR_MS
-    now = hour + 5 * MINUTE_MS + 40_000
-    store_spans(store, generate(200, hour - 20 * MINUTE_MS, hour + 4 * MINUTE_MS), now)
-    job.roll_due(store, now)
+def test_a_late_span_is_counted_after_the_next_run(namespace: Settings, store: SearchStore) -> None:
+    # Spans stored 5.5 minutes into the previous hour; the late one belongs 3 minutes before that hour, in a
+    # closed hour: both its window document and the hourly document must take it in.
+    hour = floor_to(now_ms(), HOUR_MS) - HOUR_MS
+    stored = hour + 5 * MINUTE_MS + 40_000
+    store_spans(store, generate(200, hour - 20 * MINUTE_MS, hour + 4 * MINUTE_MS), stored)
+    job.roll_due(store, settled(store, stored))
     late_minute = hour - 3 * MINUTE_MS
     before = _window_requests(store, late_minute, "1m"), _window_requests(store, hour - HOUR_MS, HOURLY)
+    assert before[0] > 0
 
     late = span_message(99_999_999, service="checkout", environment="production", endpoint="POST /orders",
                         start_ms=late_minute + 30_000, duration_ms=12_345.0, error=True)
-    store_spans(store, [late], now + MINUTE_MS)
+    late_stored = stored + MINUTE_MS
+    store_spans(store, [late], late_stored)
+    job.roll_due(store, settled(store, late_stored) - 2000)  # not settled yet: not taken in
     assert (_window_requests(store, late_minute, "1m"), _window_requests(store, hour - HOUR_MS, HOURLY)) == before
 
-    job.roll_due(store, now + MINUTE_MS)
+    result = job.roll_due(store, settled(store, late_stored))
+    assert result.windows == [late_minute] and result.late_windows == 1
+    assert result.max_lateness_ms == late_stored - (late_minute + MINUTE_MS)
     assert _window_requests(store, late_minute, "1m") == before[0] + 1
     assert _window_requests(store, hour - HOUR_MS, HOURLY) == before[1] + 1
     hourly = rollup_aggregates(store, service="checkout", environment="production", endpoint="POST /orders",
@@ -181,20 +190,27 @@ def _window_requests(store: SearchStore, window: int, tier: str) -> int:
     return hits[0]["_source"]["requests"] if hits else 0
 
 
-def test_catch_up_fills_every_minute_missed_while_beat_was_stopped(namespace: Settings, store: SearchStore) -> None:
-    now = job.now_ms()
-    last_closed = floor_to(now - namespace.rollup_grace_seconds * 1000, MINUTE_MS)
-    documents = store_spans(store, generate(900, last_closed - 30 * MINUTE_MS, last_closed), now)
-    job.roll_due(store, now - 10 * MINUTE_MS)  # beat ran, then stopped for 10 minutes
-    assert job.get_watermark(store) == last_closed - 10 * MINUTE_MS
-    missed = range(last_closed - 10 * MINUTE_MS, last_closed, MINUTE_MS)
-    assert all(_service_requests(store, minute) == {} for minute in missed)
-
-    result = job.roll_due(store, now)  # beat is back
-    assert set(missed) <= set(result.windows)
-    assert job.get_watermark(store) == last_closed
-    store.refresh(metrics_pattern(store.settings))
-    for minute in missed:
+def test_a_catch_up_longer_than_one_run_resumes_exactly_where_it_stopped(namespace: Settings,
+                                                                          store: SearchStore) -> None:
+    """Beat down for three hours while spans were stored: the runs after it split the catch-up and together
+    roll every window that received spans, once each, with no window answered as zero."""
+    store = open_store(namespace.replace(rollup_max_windows_per_run=25))
+    now = now_ms()
+    job.roll_due(store, now)  # beat ran (nothing stored yet): the mark is now
+    assert job.get_mark(store) is not None
+    documents = []
+    for hour in range(3):  # stored over the three hours beat was down, each hour with its own times
+        stored = now + hour * HOUR_MS + 30 * MINUTE_MS
+        documents += store_spans(store, generate(300, now - 6 * HOUR_MS + hour * HOUR_MS, stored,
+                                                 seed=hour, first_id=hour * 1000), stored)
+    later = settled(store, now + 3 * HOUR_MS)
+    runs = _roll_until_current(store, later)
+    rolled = [w for r in runs for w in r.windows]
+    assert len(runs) > 2 and all(r.pending for r in runs[:-1]) and not runs[-1].pending
+    assert len(rolled) == len(set(rolled)), "a window was rolled twice in one catch-up"
+    with_requests = {d["_at_ms"] - d["_at_ms"] % MINUTE_MS for d in documents if d["is_request"]}
+    assert set(rolled) == with_requests
+    for minute in sorted(with_requests):
         expected = truth(documents, minute, minute + MINUTE_MS, None, "service")
         assert _service_requests(store, minute) == {group: v[0] for group, v in expected.items()}, minute
 
@@ -205,14 +221,24 @@ def _service_requests(store: SearchStore, minute: int) -> dict[str, int]:
     return {group: aggregate.requests for group, aggregate in answer.items()}
 
 
-def test_watermark_never_moves_backwards(namespace: Settings, store: SearchStore) -> None:
-    job.advance_watermark(store, 2_000_000_000_000)
-    job.advance_watermark(store, 1_000_000_000_000)
-    assert job.get_watermark(store) == 2_000_000_000_000
+def test_the_mark_never_moves_backwards_and_two_writers_cannot_undo_each_other(namespace: Settings,
+                                                                                store: SearchStore) -> None:
+    now = now_ms()
+    store_spans(store, generate(50, now - 10 * MINUTE_MS, now - MINUTE_MS), now)
+    later = job.roll_due(store, settled(store, now) + HOUR_MS).mark_ms
+    assert later is not None
+    assert job.roll_due(store, settled(store, now)).mark_ms == later  # an older clock: nothing to do
+    assert job.get_mark(store) == later
+    index = store.name("panopticon-state")
+    source, version = store.get_versioned(index, job.PROGRESS_ID)
+    assert source is not None and version is not None
+    job.roll_due(store, settled(store, now) + 2 * HOUR_MS)  # someone else saves progress meanwhile
+    assert not store.put_if(index, job.PROGRESS_ID, {**source, "mark_ms": 0}, version)
+    assert job.get_mark(store) == later + HOUR_MS
 
 
 def test_backfill_command_rerolls_a_range_and_is_safe_to_repeat(namespace: Settings, store: SearchStore) -> None:
-    now = job.now_ms()
+    now = now_ms()
     store_spans(store, generate(400, now - 40 * MINUTE_MS, now - 2 * MINUTE_MS), now)
     runner = create_app(namespace).test_cli_runner()
     outputs = []
@@ -226,17 +252,18 @@ def test_backfill_command_rerolls_a_range_and_is_safe_to_repeat(namespace: Setti
 
 
 def test_beat_and_worker_roll_up_on_their_own(namespace: Settings, store: SearchStore, processes) -> None:
-    settings = namespace.replace(rollup_interval_seconds=2, rollup_grace_seconds=0)
-    now = job.now_ms()
+    settings = namespace.replace(rollup_interval_seconds=2, bulk_task_timeout_seconds=4, search_timeout_seconds=2,
+                                 rollup_settle_seconds=7)
+    now = now_ms()
     store_spans(store, generate(300, now - 20 * MINUTE_MS, now - MINUTE_MS), now)
     processes.start("worker", settings)
     beat = processes.start("beat", settings)
     pattern = metrics_pattern(settings)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and job.get_watermark(store) is None:
+    while time.monotonic() < deadline and (job.get_mark(store) or 0) <= now:
         time.sleep(1)
     store.refresh(pattern)
-    assert job.get_watermark(store) is not None, beat.log_tail()
+    assert (job.get_mark(store) or 0) > now, beat.log_tail()
     assert store.count(pattern, {"term": {"tier": "1m"}}) > 0
 
 
@@ -246,13 +273,13 @@ def test_rollups_equal_the_query_apis_raw_path(day_of_spans, interval, group_by)
     """Same keys, counts and histograms as `panopticon.query.raw.raw_aggregates` over the same range."""
     from panopticon.query.raw import raw_aggregates as query_raw
 
-    store, _, _, watermark = day_of_spans
-    end = floor_to(watermark, HOUR_MS) - HOUR_MS + 7 * MINUTE_MS
+    store, _, now, _mark = day_of_spans
+    end = floor_to(now, HOUR_MS) - HOUR_MS + 7 * MINUTE_MS
     service = None if group_by == "service" else "checkout"
     args = dict(service=service, environment=None, endpoint=None, start_ms=end - 6 * HOUR_MS, end_ms=end,
                 interval_ms=interval, group_by=group_by)
     rolled = rollup_aggregates(store, **args)
-    raw = query_raw(store, **args, timeout=30)
+    raw = query_raw(store, **args, deadline=Deadline(30))
     assert rolled.keys() == raw.keys()
     for key, aggregate in rolled.items():
         other = raw[key]
@@ -263,7 +290,7 @@ def test_rollups_equal_the_query_apis_raw_path(day_of_spans, interval, group_by)
 
 @pytest.mark.parametrize("interval", ["1m", "15m", "1h"])
 def test_metrics_route_reads_rollups_and_agrees_with_raw_only(day_of_spans, interval) -> None:
-    store, documents, now, _watermark = day_of_spans
+    store, documents, now, _mark = day_of_spans
     start = floor_to(now - 20 * HOUR_MS, HOUR_MS) + 7 * MINUTE_MS  # unaligned to the hour on purpose
     path = f"/query/services/checkout/metrics?start={start}&end={now}&interval={interval}"
     with_rollups = _get(store.settings.replace(redis_host=None), path)
@@ -280,7 +307,7 @@ def test_metrics_route_reads_rollups_and_agrees_with_raw_only(day_of_spans, inte
 
 
 def test_services_overview_over_a_day_reads_hourly_rollups(day_of_spans) -> None:
-    store, _documents, now, _watermark = day_of_spans
+    store, _documents, now, _mark = day_of_spans
     path = f"/query/services?start={now - 24 * HOUR_MS}&end={now}"
     answer = _get(store.settings.replace(redis_host=None), path)
     raw_only = _get(store.settings.replace(redis_host=None, rollup_enabled=False), path)

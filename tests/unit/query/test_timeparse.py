@@ -41,6 +41,9 @@ def test_accepted_forms(text: str, expected: int) -> None:
         pytest.param("-5", "ISO 8601", id="negative"),
         pytest.param("9999-12-31T00:00:00Z", "2200", id="far-future"),
         pytest.param("", "ISO 8601", id="empty"),
+        pytest.param("1000000w", "2000-01-01", id="relative-before-year-1"),
+        pytest.param("3000w", "2000-01-01", id="relative-1966"),
+        pytest.param("now-999999999d", "2000-01-01", id="relative-huge"),
     ],
 )
 def test_rejected_forms_name_the_parameter(text: str, says: str) -> None:

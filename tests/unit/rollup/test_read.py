@@ -14,6 +14,7 @@ from panopticon.rollup.read import (
     aggregates_to_json,
     split_range,
     tier_segments,
+    with_unrolled,
 )
 from panopticon.rollup.windows import HOUR_MS, MINUTE_MS
 
@@ -21,33 +22,27 @@ H = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS  # an hour boundary
 M = MINUTE_MS
 
 
-def plan(start, end, *, now, watermark, interval=None, threshold=60):
-    return split_range(start, end, now_ms=now, threshold_minutes=threshold, window_ms=M, watermark_ms=watermark,
-                       interval_ms=interval)
+def plan(start, end, *, now, interval=None, threshold=60):
+    return split_range(start, end, now_ms=now, threshold_minutes=threshold, window_ms=M, interval_ms=interval)
+
+
+NOW = H + 5 * HOUR_MS
 
 
 @pytest.mark.parametrize(
     ("label", "args", "kwargs", "expected"),
     [
-        ("old aligned range: all rollups", (H, H + 60 * M), dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS),
-         RangePlan((H, H + 60 * M), ())),
-        ("newest part is raw", (H, H + 5 * HOUR_MS), dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS),
+        ("old aligned range: all rollups", (H, H + 60 * M), dict(now=NOW), RangePlan((H, H + 60 * M), ())),
+        ("newest part is raw", (H, H + 5 * HOUR_MS), dict(now=NOW),
          RangePlan((H, H + 4 * HOUR_MS), ((H + 4 * HOUR_MS, H + 5 * HOUR_MS),))),
-        ("unaligned edges are raw", (H + 30_000, H + 10 * M + 5), dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS),
+        ("unaligned edges are raw", (H + 30_000, H + 10 * M + 5), dict(now=NOW),
          RangePlan((H + M, H + 10 * M), ((H + 30_000, H + M), (H + 10 * M, H + 10 * M + 5)))),
-        ("the watermark caps rollups (beat behind)", (H, H + 5 * HOUR_MS),
-         dict(now=H + 5 * HOUR_MS, watermark=H + 2 * HOUR_MS + 30_000),
-         RangePlan((H, H + 2 * HOUR_MS), ((H + 2 * HOUR_MS, H + 5 * HOUR_MS),))),
-        ("no watermark: nothing rolled up yet", (H, H + HOUR_MS), dict(now=H + 5 * HOUR_MS, watermark=None),
-         RangePlan(None, ((H, H + HOUR_MS),))),
-        ("range newer than the threshold", (H + 4 * HOUR_MS + M, H + 5 * HOUR_MS),
-         dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS),
+        ("range newer than the threshold", (H + 4 * HOUR_MS + M, H + 5 * HOUR_MS), dict(now=NOW),
          RangePlan(None, ((H + 4 * HOUR_MS + M, H + 5 * HOUR_MS),))),
-        ("a bucket size that splits windows", (H, H + HOUR_MS),
-         dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS, interval=90_000), RangePlan(None, ((H, H + HOUR_MS),))),
-        ("a 15-minute bucket size", (H, H + HOUR_MS),
-         dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS, interval=15 * M), RangePlan((H, H + HOUR_MS), ())),
-        ("empty range", (H, H), dict(now=H + 5 * HOUR_MS, watermark=H + 5 * HOUR_MS), RangePlan(None, ())),
+        ("a bucket size that splits windows", (H, H + HOUR_MS), dict(now=NOW, interval=90_000),
+         RangePlan(None, ((H, H + HOUR_MS),))),
+        ("a 15-minute bucket size", (H, H + HOUR_MS), dict(now=NOW, interval=15 * M), RangePlan((H, H + HOUR_MS), ())),
+        ("empty range", (H, H), dict(now=NOW), RangePlan(None, ())),
     ],
 )
 def test_split_range(label, args, kwargs, expected) -> None:
@@ -56,10 +51,36 @@ def test_split_range(label, args, kwargs, expected) -> None:
 
 def test_parts_cover_the_range_exactly_once() -> None:
     start, end = H - 7 * 24 * HOUR_MS + 12_345, H + 17 * M + 999
-    result = plan(start, end, now=end, watermark=H + 10 * M)
+    result = plan(start, end, now=end)
     parts = sorted([result.rollup, *result.raw])
     assert parts[0][0] == start and parts[-1][1] == end
     assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+
+
+@pytest.mark.parametrize(
+    ("label", "unrolled", "expected"),
+    [
+        ("nothing late: the plan stands", [], RangePlan((H, H + 2 * HOUR_MS), ((H + 2 * HOUR_MS, NOW),))),
+        ("late windows join the raw ranges, merged where they touch", [H + 5 * M, H + 6 * M, H + 2 * HOUR_MS - M],
+         RangePlan((H, H + 2 * HOUR_MS), ((H + 5 * M, H + 7 * M), (H + 2 * HOUR_MS - M, NOW)),
+                   frozenset({H + 5 * M, H + 6 * M, H + 2 * HOUR_MS - M}))),
+        ("windows outside the rollup part are ignored", [H - M, NOW - M],
+         RangePlan((H, H + 2 * HOUR_MS), ((H + 2 * HOUR_MS, NOW),))),
+        ("every window late: all raw", [H + i * M for i in range(120)], RangePlan(None, ((H, NOW),))),
+    ],
+)
+def test_with_unrolled(label, unrolled, expected) -> None:
+    base = plan(H, NOW, now=H + 3 * HOUR_MS)
+    assert with_unrolled(base, unrolled, M) == expected, label
+
+
+def test_with_unrolled_still_covers_the_range_exactly_once() -> None:
+    start, end = H + 12_345, H + 3 * HOUR_MS
+    result = with_unrolled(plan(start, end, now=end + HOUR_MS), [H + 7 * M, H + 61 * M, H + 62 * M], M)
+    rolled = [(w, w + M) for w in range(*result.rollup, M) if w not in result.skip]
+    pieces = sorted([*rolled, *result.raw])
+    assert pieces[0][0] == start and pieces[-1][1] == end
+    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:], strict=False)), "gaps or overlaps"
 
 
 @pytest.mark.parametrize(
@@ -75,6 +96,14 @@ def test_parts_cover_the_range_exactly_once() -> None:
 )
 def test_tier_segments(label, start, end, interval, expected) -> None:
     assert tier_segments(start, end, M, interval, "1m") == expected, label
+
+
+def test_an_hour_with_a_window_read_raw_is_read_from_minutes() -> None:
+    pieces = tier_segments(H, H + 4 * HOUR_MS, M, None, "1m", frozenset({H + HOUR_MS + 7 * M, H + 3 * HOUR_MS}))
+    assert pieces == [("1h", H, H + HOUR_MS), ("1m", H + HOUR_MS, H + 2 * HOUR_MS), ("1h", H + 2 * HOUR_MS,
+                      H + 3 * HOUR_MS), ("1m", H + 3 * HOUR_MS, H + 4 * HOUR_MS)]
+    edge = tier_segments(H - 5 * M, H + 2 * HOUR_MS, M, None, "1m", frozenset({H + 3 * M}))
+    assert edge == [("1m", H - 5 * M, H + HOUR_MS), ("1h", H + HOUR_MS, H + 2 * HOUR_MS)]
 
 
 @pytest.mark.parametrize(
