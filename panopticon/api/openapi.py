@@ -46,9 +46,11 @@ def operation(*, summary: str, response: type[Schema] | dict[str, Any], args: ty
     """
 
     def attach(view: View) -> View:
-        view.openapi = {  # type: ignore[attr-defined]  # read back by build_spec"summary": summary, "response": response, "args": args, "path_params": path_params or {},
-                        "errors": errors, "media_types": media_types, "other": other_responses or {},
-                        "description": description or (view.__doc__ or "").strip()}
+        # Read back by build_spec; a function attribute mypy cannot know about.
+        view.openapi = {  # type: ignore[attr-defined]
+            "summary": summary, "response": response, "args": args, "path_params": path_params or {},
+            "errors": errors, "media_types": media_types, "other": other_responses or {},
+            "description": description or (view.__doc__ or "").strip()}
         return view
 
     return attach

@@ -111,27 +111,27 @@ class QueryService:
                           status=q.status, error=q.error, min_duration_ms=q.min_duration_ms,
                           max_duration_ms=q.max_duration_ms, trace_id=q.trace_id, span_id=q.span_id,
                           parent_span_id=q.parent_span_id)
-        sort = Sort(q.page.sort, q.page.order)
-        found = search_spans(self.store, query, sort, limit=self._limit(q.page.limit),
-                             after=span_cursor(q.page.cursor, sort), deadline=self.deadline())
+        sort, limit = Sort(q.page.sort, q.page.order), self._limit(q.page.limit)
+        after = span_cursor(q.page.cursor, sort)  # every check before the first engine call
+        found = search_spans(self.store, query, sort, limit=limit, after=after, deadline=self.deadline())
         return _page(found, window)
 
     def service_traces(self, q: ServiceTraces) -> dict[str, Any]:
         window = self._window(q.times, SEARCH_DEFAULT_MS)
         query = SpanQuery(window, service=q.service, environment=q.environment, status=q.status, error=q.error,
                           min_duration_ms=q.min_duration_ms, max_duration_ms=q.max_duration_ms, roots_only=True)
-        sort = Sort(q.page.sort, q.page.order)
-        found = search_spans(self.store, query, sort, limit=self._limit(q.page.limit),
-                             after=span_cursor(q.page.cursor, sort), deadline=self.deadline())
+        sort, limit = Sort(q.page.sort, q.page.order), self._limit(q.page.limit)
+        after = span_cursor(q.page.cursor, sort)
+        found = search_spans(self.store, query, sort, limit=limit, after=after, deadline=self.deadline())
         return _page(found, window)
 
     def logs(self, q: LogSearch) -> dict[str, Any]:
         window = self._window(q.times, SEARCH_DEFAULT_MS)
         query = LogQuery(window, service=q.service, environment=q.environment, levels=q.levels,
                          trace_id=q.trace_id, span_id=q.span_id, text=q.text)
-        sort = Sort(q.page.sort, q.page.order)
-        found = search_logs(self.store, query, sort, limit=self._limit(q.page.limit),
-                            after=log_cursor(q.page.cursor, sort), deadline=self.deadline())
+        sort, limit = Sort(q.page.sort, q.page.order), self._limit(q.page.limit)
+        after = log_cursor(q.page.cursor, sort)
+        found = search_logs(self.store, query, sort, limit=limit, after=after, deadline=self.deadline())
         return _page(found, window)
 
     # --- statistics -----------------------------------------------------------------------------------
@@ -168,9 +168,9 @@ class QueryService:
         return self._cached("services" if q.service is None else "endpoints", question, compute)
 
     def endpoint_traces(self, q: EndpointTracesRequest) -> dict[str, Any]:
-        window = self._window(q.times, STATS_DEFAULT_MS)
+        window, limit = self._window(q.times, STATS_DEFAULT_MS), self._limit(q.limit)
         scope = metrics.Scope(q.service, q.environment, q.endpoint)
-        return metrics.endpoint_traces(self.store, scope, window, limit=self._limit(q.limit), deadline=self.deadline())
+        return metrics.endpoint_traces(self.store, scope, window, limit=limit, deadline=self.deadline())
 
     # --- operations -----------------------------------------------------------------------------------
     def readiness(self) -> dict[str, bool]:

@@ -404,7 +404,7 @@ def test_second_metrics_request_is_a_cache_hit(app: Flask, data: Sample) -> None
     assert (first.status_code, second.status_code) == (200, 200)
     assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("miss", "hit")
     assert second.data == first.data
-    cache = app.extensions["panopticon.cache"]
+    cache = app.extensions["panopticon.query"].cache
     assert (cache.stats.hits, cache.stats.misses) == (1, 1)
     later = client.get(f"/query/services/gateway/metrics?start={start + 5}&end={end + 5}&interval=1m")
     assert later.headers["X-Cache"] == "hit" and later.data == first.data
