@@ -149,7 +149,7 @@ def build(settings: Settings, store: SearchStore, now_ms: int, per_minute: int) 
     old = synthetic_hours(now_ms - ROLLUP_DAYS * 24 * HOUR, raw_start // HOUR * HOUR, per_minute, seed=23)
     tier = rollup_docs.minute_tier(settings.rollup_bucket_minutes)
     written = job.write_rows(store, tier, closed, now_ms) + job.write_rows(store, HOURLY, {**old, **hours}, now_ms)
-    job.set_watermark(store, now_ms)
+    job.set_mark(store, now_ms + 1)  # every span above was stored at now_ms and is in the documents written
     store.refresh(f"{store.name(TRACES)},{settings.data_stream(METRICS)}-*")
     return {"services": SERVICES, "endpoints_per_service": len(ENDPOINTS), "raw_spans": len(spans),
             "raw_hours": RAW_HOURS, "requests_per_endpoint_minute": per_minute, "rollup_documents": written,

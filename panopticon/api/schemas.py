@@ -285,13 +285,23 @@ class RangeSchema(Schema):
 class RollupSourceSchema(RangeSchema):
     documents = _req(fields.Integer(metadata={"description": "Rollup documents read."}))
     tiers = _req(fields.List(fields.String(), metadata={"description": "Rollup tiers read (1m, 1h)."}))
+    windows_read_raw = _req(fields.Integer(metadata={
+        "description": "Windows of this part read from raw spans instead: spans were stored after their last roll."}))
 
 
 class SourcesSchema(Schema):
     raw = _req(fields.List(fields.Nested(RangeSchema), metadata={
-        "description": "Parts read from raw spans: the newest part, and any partial window at the start."}))
-    rollup = _nullable(fields.Nested, nested=RollupSourceSchema,
-                       metadata={"description": "Part read from rollups (whole windows before the watermark)."})
+        "description": "Parts read from raw spans: the newest part, partial windows at the edges, and windows with "
+                       "spans the rollups do not include yet."}))
+    rollup = _nullable(fields.Nested, nested=RollupSourceSchema, metadata={
+        "description": "Part read from rollups: whole windows older than ROLLUP_THRESHOLD_MINUTES whose every span "
+                       "is in the rollups."})
+    late_spans = _req(fields.Integer(metadata={
+        "description": "Requests of the rollup part stored after the rollup mark, counted from raw spans."}))
+    complete = _req(fields.Boolean(metadata={
+        "description": "False while the range ends after `settled_until`: batches still in flight may add to it."}))
+    settled_until = _req(fields.String(metadata={
+        "description": "Now minus ROLLUP_SETTLE_SECONDS: every span stored before it is visible."}))
 
 
 class MetricsSchema(Schema):

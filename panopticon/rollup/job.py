@@ -302,6 +302,9 @@ def roll_windows(store: SearchStore, windows: Iterable[int], now: int, result: R
     for hour in hours_of(chosen):
         result.documents += roll_hour(store, hour, now=now)
         result.hours.append(hour)
+    if chosen:
+        # Visible before the progress says they are complete: a read right after must not see older documents.
+        store.refresh(docs.metrics_indices(store.settings, chosen[0], chosen[-1] + width))
 
 
 def roll_due(store: SearchStore, now: int | None = None) -> RunResult:

@@ -19,7 +19,7 @@ from panopticon.api.app import create_app
 from panopticon.model.times import now_ms
 from panopticon.rollup import documents as docs
 from panopticon.rollup import job
-from panopticon.rollup.windows import MINUTE_MS, floor_to, settled_cut
+from panopticon.rollup.windows import MINUTE_MS, floor_to
 from panopticon.settings import Settings
 from panopticon.storage import STATE, TRACES, SearchStore, open_store
 from tests.faults.harness import FaultRun, Report, ensure_pipeline_topics
@@ -125,34 +125,46 @@ def test_two_beats_and_beat_down_10_minutes_equal_a_clean_run(namespace: Setting
     run.finish(timeout=60, recovered_at=caught_up)
 
 
-def _spread_messages(settings: Settings, count: int, start: int, step: int):
+def _spread_messages(settings: Settings, count: int, start: int, step: int, first: int = 0):
     ensure_pipeline_topics(settings)
     return make_messages(settings.index_prefix, count, bad_ratio=0.0, start_ms=start, step_ms=step,
-                         endpoints=5, error_ratio=0.05)
+                         endpoints=5, error_ratio=0.05, first=first)
 
 
 def test_workers_stopped_while_traffic_flows_then_metrics_equal_raw(namespace: Settings, store: SearchStore,
                                                                     processes: ProcessGroup, report: Report) -> None:
-    settings = namespace.replace(rollup_interval_seconds=3, rollup_threshold_minutes=1, redis_host=None, **FAST)
+    settings = namespace.replace(rollup_interval_seconds=3, rollup_threshold_minutes=1, redis_host=None,
+                                 bulk_batch_size=1000, **FAST)
     store = open_store(settings)
     run = FaultRun("11. workers down 15 min (compressed)", settings, store, processes, report)
     start = floor_to(now_ms() - 17 * MINUTE_MS, MINUTE_MS)
-    count = 9_000
-    run.messages, run.produced = _spread_messages(settings, count, start, 15 * MINUTE_MS // count)
+    # Before the outage: the first 5 minutes of traffic, stored and rolled up.
+    before, run.produced = _spread_messages(settings, 3_000, start, 5 * MINUTE_MS // 3_000)
+    run.messages = before
+    worker = run.start("worker")
     run.start("bridge")
-    run.start("beat")  # beat runs all along; its runs move the mark while nothing is stored
+    run.start("beat")
+    run.produce()
+    assert run.wait_stored(120), "the first part was not stored"
+    wait_caught_up(store)
+    # The workers stop; 15 minutes of traffic (by its timestamps, over the same minutes and after) arrive.
     with run.fault():
+        processes.kill(worker)
+        step = 15 * MINUTE_MS // 6_000
+        during, produced = _spread_messages(settings, 6_000, start, step, first=3_000)
+        run.messages = during
         run.produce()
-        time.sleep(settings.rollup_interval_seconds * 3)
-    assert job.get_mark(store) is not None, "beat did not run while the workers were down"
+        run.producer.join(120)
+        run.produced.add(produced)
+        time.sleep(settings.rollup_interval_seconds * 3)  # beat keeps sending; nothing is stored or rolled
+    run.messages = before + during
     run.start("worker")
     assert run.wait_stored(240), "the backlog was not stored"
     caught_up = wait_caught_up(store)
 
     end = start + 15 * MINUTE_MS
     path = f"/query/services/{settings.index_prefix}-svc/metrics?start={start}&end={end}&interval=1m"
-    client = create_app(settings).test_client()
-    with_rollups = client.get(path).get_json()
+    with_rollups = create_app(settings).test_client().get(path).get_json()
     raw_only = create_app(settings.replace(rollup_enabled=False)).test_client().get(path).get_json()
     sources = with_rollups["sources"]
     assert sources["rollup"] is not None and sources["rollup"]["documents"] > 0, sources
@@ -160,8 +172,8 @@ def test_workers_stopped_while_traffic_flows_then_metrics_equal_raw(namespace: S
     rollup_counts = [(b["time"], b["requests"], b["errors"]) for b in with_rollups["buckets"]]
     raw_counts = [(b["time"], b["requests"], b["errors"]) for b in raw_only["buckets"]]
     assert rollup_counts == raw_counts
-    assert sum(requests for _, requests, _ in rollup_counts) > 0
+    assert sum(requests for _, requests, _ in rollup_counts) == len(run.produced.span_ids)
     run.note(f"{len(rollup_counts)} one-minute buckets from rollups equal to raw spans "
-             f"({sum(r for _, r, _ in rollup_counts)} requests); mark caught up "
-             f"{caught_up - run.fault_ended:.1f}s after the workers started")
+             f"({sum(r for _, r, _ in rollup_counts)} requests, 5 minutes of them rolled before the outage "
+             f"and rolled again with the late spans)")
     run.finish(timeout=60, recovered_at=caught_up)

@@ -52,11 +52,11 @@ def test_web_metrics_count_requests_and_cache(namespace: Settings, store: Search
     assert cache.get('{result="hit"}', 0) >= 1 and cache.get('{result="miss"}', 0) >= 1
 
 
-def test_web_metrics_show_the_rollup_watermark_the_job_stored(namespace: Settings, store: SearchStore) -> None:
-    from panopticon.rollup.job import set_watermark
+def test_web_metrics_show_the_rollup_mark_the_job_stored(namespace: Settings, store: SearchStore) -> None:
+    from panopticon.rollup.job import set_mark
 
     watermark_ms = (int(time.time()) - 600) * 1000
-    set_watermark(store, watermark_ms)
+    set_mark(store, watermark_ms)
     text = create_app(namespace).test_client().get("/metrics").data.decode()
     assert metric_values(text, "panopticon_rollup_watermark_seconds")[""] == watermark_ms / 1000
     lag = metric_values(text, "panopticon_rollup_lag_seconds")[""]

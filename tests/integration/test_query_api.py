@@ -492,7 +492,7 @@ BAD = [
     ("/query/spans?error=maybe", "error", "boolean"),
     ("/query/logs?level=LOUD", "level", "ERROR"),
     ("/query/logs?sort=duration_ms&cursor=x", "sort", "timestamp"),
-    ("/query/services/gateway/metrics?interval=1s&start=2d", "interval", "QUERY_MAX_BUCKETS"),
+    ("/query/services/gateway/metrics?interval=1m&start=2d", "interval", "QUERY_MAX_BUCKETS"),
     ("/query/services/gateway/metrics?interval=fast", "interval", "duration"),
     ("/query/services/gateway/metrics?interval=500ms", "interval", "at least 1s"),
     ("/query/services?sort=size", "sort", "requests"),

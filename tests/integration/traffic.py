@@ -30,6 +30,12 @@ class Produced:
     error_log_ids: set[str] = field(default_factory=set)
     bad: int = 0
 
+    def add(self, other: Produced) -> None:
+        self.span_ids |= other.span_ids
+        self.log_ids |= other.log_ids
+        self.error_log_ids |= other.error_log_ids
+        self.bad += other.bad
+
     @property
     def valid(self) -> int:
         return len(self.span_ids) + len(self.log_ids)
@@ -37,17 +43,19 @@ class Produced:
 
 def make_messages(run: str, count: int, bad_ratio: float = 0.01, seed: int = 7,
                   start_ms: int | None = None, step_ms: int = 1, endpoints: int = 1,
-                  error_ratio: float = 0.0) -> tuple[list[tuple[str, bytes]], Produced]:
+                  error_ratio: float = 0.0, first: int = 0) -> tuple[list[tuple[str, bytes]], Produced]:
     """`count` messages, half spans and half logs, `bad_ratio` of them malformed; ids carry `run`.
 
-    Message i is timed `start_ms + i * step_ms`; spans are spread over `endpoints` names and
-    `error_ratio` of them have status ERROR (rollup scenarios need more than one key per window).
+    Message i (from `first`, so two calls can make distinct ids) is timed `start_ms + (i - first) * step_ms`;
+    spans are spread over `endpoints` names and `error_ratio` of them have status ERROR (rollup scenarios
+    need more than one key per window).
     """
     rng = random.Random(seed)
     now = start_ms if start_ms is not None else int(time.time() * 1000) - 60_000
+    now -= first * step_ms
     produced = Produced()
     out: list[tuple[str, bytes]] = []
-    for i in range(count):
+    for i in range(first, first + count):
         kind = "span" if i % 2 else "log"
         if rng.random() < bad_ratio:
             out.append((kind, rng.choice(BAD_MESSAGES)))
