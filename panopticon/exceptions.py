@@ -8,6 +8,7 @@
     │   │                        numbers would be silently smaller, so they are refused (retry later)
     │   └── EngineRejected       it refused the request as invalid (4xx): retrying will not help
     ├── KafkaUnavailable         Kafka did not acknowledge what we produced: transient, retry later
+    ├── KafkaRejected            Kafka refused what we produced (too large, not allowed): retrying will not help
     ├── PipelineStopped          the dead-letter cap tripped: a bad deploy upstream, stop loudly
     └── QueryError               a dashboard question cannot be answered as asked
         ├── InvalidParameter     a request parameter is wrong (HTTP 400; names the parameter)
@@ -44,6 +45,10 @@ class EngineRejected(StorageError):
 
 
 class KafkaUnavailable(PanopticonError):
+    pass
+
+
+class KafkaRejected(PanopticonError):
     pass
 
 

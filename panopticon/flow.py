@@ -20,9 +20,11 @@ STATE = "panopticon-state"  # progress markers (the rollup watermark)
 
 # --- Celery task names --------------------------------------------------------------------------------
 BULK_INDEX = "bulk_index"
+DEAD_LETTER = "dead_letter"  # messages the bridge gave up on (they failed alone); on the ingest queue
 ROLLUP_DUE = "rollup_due"
 ROLLUP_WINDOW = "rollup_window"
 ROLLUP_RETENTION = "rollup_retention"
+ROLLUP_TASKS = (ROLLUP_DUE, ROLLUP_WINDOW, ROLLUP_RETENTION)  # routed to CELERY_ROLLUP_QUEUE
 # The modules that define them; a worker that cannot import one of them must not start.
 TASK_MODULES = ("panopticon.processing.tasks", "panopticon.rollup.tasks")
 

@@ -7,7 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # exported at runtime, not in its __all__
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported at runtime, not in its __all__
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
 
 from panopticon.exceptions import ConfigError
 from panopticon.settings import Settings
@@ -71,7 +75,7 @@ def consumer_config(settings: Settings, group: str | None = None) -> dict[str, A
         # Bounds the memory of messages fetched ahead while the bridge is paused.
         "queued.max.messages.kbytes": 32768,
         "fetch.max.bytes": 16 * 1024 * 1024,
-        "session.timeout.ms": 30000,
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
         "max.poll.interval.ms": 300000,
     }
 
@@ -84,19 +88,41 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
-        "message.max.bytes": max(settings.max_message_bytes * 2, 1_048_576),
+        # The largest record we produce: a dead letter (cut to DLQ_MAX_MESSAGE_BYTES) or an error-log copy
+        # (a document built from a message of at most MAX_MESSAGE_BYTES), with headers and key.
+        "message.max.bytes": max(settings.max_message_bytes * 2, settings.dlq_max_message_bytes) + 65_536,
     }
 
 
-def ensure_topics(settings: Settings, topics: list[str], timeout: float = 30.0) -> None:
-    """Create the topics that are missing (existing ones are left as they are)."""
+def dlq_topic_config(settings: Settings) -> dict[str, str]:
+    """The dead-letter topic takes what the outbox sends it (DLQ_MAX_MESSAGE_BYTES, cut payloads included)."""
+    return {"max.message.bytes": str(settings.dlq_max_message_bytes)}
+
+
+def topic_max_message_bytes(settings: Settings, topic: str, timeout: float = 10.0) -> int | None:
+    """The topic's own max.message.bytes, or None when it cannot be read (the broker's default then applies)."""
+    admin = AdminClient(common_config(settings))
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    try:
+        configs = admin.describe_configs([resource])[resource].result(timeout)
+    except KafkaException as exc:
+        log.warning("max.message.bytes of %s not readable: %s", topic, exc)
+        return None
+    entry = configs.get("max.message.bytes")
+    return int(entry.value) if entry is not None and entry.value is not None else None
+
+
+def ensure_topics(settings: Settings, topics: list[str], timeout: float = 30.0,
+                  config: dict[str, str] | None = None) -> None:
+    """Create the topics that are missing, with `config` (existing ones are left as they are)."""
     admin = AdminClient(common_config(settings))
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:
         return
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=settings.kafka_topic_partitions, replication_factor=-1) for t in missing],
+        [NewTopic(t, num_partitions=settings.kafka_topic_partitions, replication_factor=-1, config=config or {})
+         for t in missing],
         operation_timeout=timeout,
     )
     for topic, future in futures.items():

@@ -187,6 +187,9 @@ class Settings:
     kafka_client_id: str = var("KAFKA_CLIENT_ID", _str, "panopticon", "Kafka client id.", group="Kafka")
     kafka_consumer_group: str = var(
         "KAFKA_CONSUMER_GROUP", _str, "panopticon-bridge", "Consumer group of the bridge.", group="Kafka")
+    kafka_session_timeout_ms: int = var(
+        "KAFKA_SESSION_TIMEOUT_MS", _int(3000, 300_000), "30000",
+        "A consumer silent this long leaves its group and its partitions go to another member.", group="Kafka")
     kafka_topic_partitions: int = var(
         "KAFKA_TOPIC_PARTITIONS", _int(1, 1024), "3",
         "Partitions of the topics the bridge creates when they are missing.", group="Kafka")
@@ -217,7 +220,12 @@ class Settings:
         "Celery result backend; empty means Redis at REDIS_HOST (or 127.0.0.1) database 2.", secret=True,
         group="Redis and Celery")
     celery_queue: str = var(
-        "CELERY_QUEUE", _str, "panopticon", "Queue the bridge sends bulk_index tasks to.", group="Redis and Celery")
+        "CELERY_QUEUE", _str, "panopticon",
+        "Queue of the ingest tasks (bulk_index, dead_letter): the `worker` process.", group="Redis and Celery")
+    celery_rollup_queue: str = var(
+        "CELERY_ROLLUP_QUEUE", _str, "panopticon-rollup",
+        "Queue of the scheduled tasks (rollups): the `rollup` process, so they never hold an ingest slot.",
+        group="Redis and Celery")
     metrics_cache_prefix: str = var(
         "METRICS_CACHE_PREFIX", _str, "panopticon:metrics:", "Key prefix of cached query answers.",
         group="Redis and Celery")
@@ -241,7 +249,24 @@ class Settings:
         "Batches in flight at once; when as many more wait, the bridge pauses its partitions.", group="Ingest")
     bulk_task_timeout_seconds: float = var(
         "BULK_TASK_TIMEOUT_SECONDS", _float(1), "120",
-        "A batch not confirmed within this time is handed off again.", group="Ingest")
+        "A batch a worker started and did not confirm within this time is handed off again (the worker kills "
+        "the task at 0.75 of it).", group="Ingest")
+    bulk_queue_timeout_seconds: float = var(
+        "BULK_QUEUE_TIMEOUT_SECONDS", _float(1), "300",
+        "A batch no worker started within this time is handed off again, and the waiting copy revoked (the "
+        "broker may have lost it). Longer than the queue wait under load: in-flight batches / worker slots x "
+        "bulk time.", group="Ingest")
+    bulk_poison_attempts: int = var(
+        "BULK_POISON_ATTEMPTS", _int(1, 20), "3",
+        "Failures of a batch (other than the engine or Kafka not answering) before it is split in two; a "
+        "message that fails alone this often is dead-lettered.", group="Ingest")
+    bulk_max_request_mb: float = var(
+        "BULK_MAX_REQUEST_MB", _float(0.1, 1000), "10",
+        "Largest _bulk request body; a batch's documents are split into requests below it (the engine's own "
+        "limit is http.max_content_length, 100 MB by default).", group="Ingest")
+    bridge_commit_interval_seconds: float = var(
+        "BRIDGE_COMMIT_INTERVAL_SECONDS", _float(0.1, 86_400), "1",
+        "How often the bridge commits the offsets that are stored.", group="Ingest")
     bulk_max_retries: int = var(
         "BULK_MAX_RETRIES", _int(0, 100), "5", "Retries of 429/5xx bulk items inside one task.", group="Ingest")
     max_message_bytes: int = var(
@@ -251,6 +276,10 @@ class Settings:
         "Share of dead-lettered messages in the window that stops the pipeline loudly.", group="Ingest")
     dlq_window: int = var(
         "DLQ_WINDOW", _int(1), "1000", "Messages in the dead-letter ratio window.", group="Ingest")
+    dlq_max_message_bytes: int = var(
+        "DLQ_MAX_MESSAGE_BYTES", _int(65_536), "1048576",
+        "max.message.bytes of the dead-letter topic the bridge creates; a longer payload is cut to fit (headers "
+        "keep its size and sha256). An existing topic's own limit wins when it is lower.", group="Ingest")
     stream_throughput_enabled: bool = var(
         "STREAM_THROUGHPUT_ENABLED", _bool, "true", "Log the bridge's throughput periodically.", group="Ingest")
     stream_throughput_interval_seconds: float = var(

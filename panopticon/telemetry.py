@@ -50,6 +50,20 @@ ERRORS_FORWARDED = Counter(
     "panopticon_error_logs_forwarded_total", "ERROR/FATAL logs copied to the error topic.", registry=REGISTRY)
 OFFSETS_COMMITTED = Counter(
     "panopticon_offset_commits_total", "Offset commits made by the bridge.", registry=REGISTRY)
+COMMIT_ERRORS = Counter(
+    "panopticon_offset_commit_errors_total",
+    "Commits Kafka refused (rebalance, session time-out); the next commit offers the offsets again.",
+    registry=REGISTRY)
+BATCHES_BISECTED = Counter(
+    "panopticon_batches_bisected_total", "Batches split in two after failing BULK_POISON_ATTEMPTS times.",
+    ["stream"], registry=REGISTRY)
+MESSAGES_GIVEN_UP = Counter(
+    "panopticon_messages_given_up_total",
+    "Messages dead-lettered by the bridge because they failed alone BULK_POISON_ATTEMPTS times.", ["stream"],
+    registry=REGISTRY)
+DUPLICATE_EXECUTIONS = Counter(
+    "panopticon_duplicate_executions_total",
+    "Superseded copies of a batch that a worker ran anyway (harmless: writes are idempotent).", registry=REGISTRY)
 
 # --- query api (web) ------------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(

@@ -11,6 +11,8 @@ from celery.signals import setup_logging
 from panopticon import flow
 from panopticon.settings import Settings, load_or_exit
 
+ROLLUP_VISIBILITY_S = 720
+
 
 def create_celery(settings: Settings, task_modules: tuple[str, ...] = flow.TASK_MODULES) -> Celery:
     """The app; the worker imports every one of `task_modules` at start and fails to start if one is missing."""
@@ -21,12 +23,16 @@ def create_celery(settings: Settings, task_modules: tuple[str, ...] = flow.TASK_
         broker_url=settings.broker_url,
         result_backend=settings.result_backend,
         task_default_queue=settings.celery_queue,
+        # Scheduled work has its queue and its own worker (`rollup` in the Procfile): a long catch-up can
+        # never hold the ingest worker's slots, and ingest never delays a rollup run.
+        task_routes={name: {"queue": settings.celery_rollup_queue} for name in flow.ROLLUP_TASKS},
         # A task is cut off before the bridge gives up on it (BULK_TASK_TIMEOUT_SECONDS) and hands the
         # batch off again, so two copies of one batch rarely run at once (harmless if they do).
         task_soft_time_limit=settings.bulk_task_soft_limit_seconds,
         task_time_limit=settings.bulk_task_time_limit_seconds,
-        # An unacked task of a dead worker returns to the queue after this; the bridge re-sends sooner.
-        broker_transport_options={"visibility_timeout": int(timeout * 2)},
+        # An unacked task of a dead worker returns to the queue after this. Longer than any task may run
+        # (bulk_index's hard limit, and the rollup tasks' 660 s), or a running task would be delivered twice.
+        broker_transport_options={"visibility_timeout": max(int(timeout * 2), ROLLUP_VISIBILITY_S)},
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
         panopticon_settings=settings,
         beat_schedule=beat_schedule(settings),
@@ -41,8 +47,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         return {}
     every = settings.rollup_interval_seconds
     return {
-        "rollup-due": {"task": flow.ROLLUP_DUE, "schedule": every, "options": {"expires": max(1.0, every * 0.9)}},
-        "rollup-retention": {"task": flow.ROLLUP_RETENTION, "schedule": 3600.0, "options": {"expires": 3000}},
+        "rollup-due": {"task": flow.ROLLUP_DUE, "schedule": every,
+                       "options": {"expires": max(1.0, every * 0.9), "queue": settings.celery_rollup_queue}},
+        "rollup-retention": {"task": flow.ROLLUP_RETENTION, "schedule": 3600.0,
+                             "options": {"expires": 3000, "queue": settings.celery_rollup_queue}},
     }
 
 

@@ -34,6 +34,7 @@ class Batch:
     messages: list[Message]
     size_bytes: int
     opened_at: float  # clock() when the first message arrived; the age trigger counts from here
+    replay: bool = False  # some message may have been stored already (a re-send, or read again after a crash)
 
     def offset_ranges(self) -> dict[TopicPartition, tuple[int, int]]:
         """(topic, partition) -> (first, last) offset in this batch, for the offset tracker."""

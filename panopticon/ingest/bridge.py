@@ -4,11 +4,20 @@ The loop, in the order each step runs:
   poll -> batcher (count / bytes / age) -> hand-off queue -> Celery `bulk_index` (at most N in flight)
   -> results -> offset tracker -> commit (about once a second, only contiguous done ranges).
 
-Nothing is committed until the task for every earlier message of that partition has succeeded. A
-batch whose task fails, or that has no answer in BULK_TASK_TIMEOUT_SECONDS (a worker died, Redis
-lost it), is sent again: writes are idempotent, so a second copy does no harm. When as many closed
-batches wait as may be in flight, the bridge pauses its partitions but keeps polling, so it stays in
-its group and the memory held is bounded by twice the in-flight batches plus librdkafka's fetch queue.
+Nothing is committed until the task for every earlier message of that partition has succeeded.
+A failed batch follows `poison.py`: sent again after a backoff while the failure is transient (the
+engine or Kafka did not answer), bisected after BULK_POISON_ATTEMPTS failures of its own, and a message
+that fails alone is dead-lettered with its reason, so one bad message never holds the others hostage.
+A batch without an answer is sent again: after BULK_TASK_TIMEOUT_SECONDS once a worker started it,
+after BULK_QUEUE_TIMEOUT_SECONDS while it waits in the queue (Redis may have lost it); the copy it
+supersedes is revoked, so a slow engine does not make the queue run every batch twice. Writes are
+idempotent, and a batch that may have been stored before (a re-send, or messages below the reservation
+a previous owner committed; see `offsets.py`) is sent as a replay, checked by the worker against every
+backing index. A commit that fails (a rebalance, a session time-out) is left to the next commit.
+
+When as many closed batches wait as may be in flight, the bridge pauses its partitions but keeps
+polling, so it stays in its group and the memory held is bounded by twice the in-flight batches
+(BULK_MAX_PARALLEL_FLUSHES x BULK_BATCH_BYTES_MB each, twice) plus librdkafka's fetch queue.
 """
 
 from __future__ import annotations
@@ -24,24 +33,28 @@ from typing import Any
 
 from celery import Celery
 from celery.result import AsyncResult
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from panopticon import telemetry
+from panopticon import flow, telemetry
 from panopticon.exceptions import PipelineStopped
 from panopticon.flow import Stream, streams_by_topic
 from panopticon.ingest.batcher import Batch, Batcher, Message
-from panopticon.ingest.offsets import OffsetTracker
-from panopticon.kafka import consumer_config, ensure_topics
+from panopticon.ingest.offsets import OffsetTracker, parse_reservation, reservation_metadata
+from panopticon.ingest.poison import Step, bisect, is_transient, verdict
+from panopticon.kafka import consumer_config, dlq_topic_config, ensure_topics
 from panopticon.settings import Settings
 
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
-COMMIT_INTERVAL_S = 1.0
 RESULT_POLL_S = 0.02
 UNSENT_RETRY_S = 1.0
+SUPERSEDED_CHECK_S = 1.0
+# A reservation covers this many batches beyond the one being handed off, so it is one commit per many.
+RESERVE_AHEAD_BATCHES = 10
+COMMITTED_LOOKUP_TIMEOUT_S = 10.0
 # The Celery broker or result backend cannot be reached (Redis down or restarting). The bridge must
 # outlive that: batches wait and are handed off again, offsets stay uncommitted until they are stored.
 CELERY_UNAVAILABLE = (OperationalError, RedisError, ConnectionError, TimeoutError)
@@ -63,12 +76,29 @@ class Unsent:
         pass
 
 
+class Waiting:
+    """Stands in for the result of a batch that waits out its backoff before it is handed off again."""
+
+    state = "WAITING"
+
+    def __init__(self, delay_s: float) -> None:
+        self.until = time.monotonic() + delay_s
+        self.result: Any = None
+
+    def forget(self) -> None:
+        pass
+
+
 @dataclass
 class InFlight:
     batch: Batch
-    result: Any  # celery AsyncResult
+    result: Any  # celery AsyncResult, Unsent or Waiting
     sent_at: float
     attempts: int = 1
+    failures: int = 0  # the batch's own (non-transient) failures at its current size
+    started_at: float | None = None  # when a worker was seen running it
+    reason: str = ""  # the last failure, for the dead letter
+    give_up: bool = False  # this hand-off is the dead_letter task of a message that failed alone
 
 
 @dataclass
@@ -133,12 +163,15 @@ class Bridge:
         self._consumed: dict[str, list[int]] = {}
         self._last_commit = time.monotonic()
         self._last_report = time.monotonic()
+        self._last_superseded_check = time.monotonic()
+        self.superseded: dict[str, tuple[Any, float]] = {}  # revoked copies still watched: (result, until)
+        self.committed: dict[TP, int] = {}  # the group's committed offset at assignment (for the lag)
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def run(self) -> None:
         topics = list(self.streams)
-        ensure_topics(self.settings, [*topics, self.settings.kafka_apm_log_error_topic,
-                                      self.settings.kafka_apm_dlq_topic])
+        ensure_topics(self.settings, [*topics, self.settings.kafka_apm_log_error_topic])
+        ensure_topics(self.settings, [self.settings.kafka_apm_dlq_topic], config=dlq_topic_config(self.settings))
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         log.info("bridge consuming %s as group %s", ", ".join(topics), self.settings.kafka_consumer_group)
@@ -163,17 +196,22 @@ class Bridge:
         self._send_ready()
         self._apply_backpressure()
         self._commit(force=False)
+        self._check_superseded()
         self._report()
 
     def _drain(self, timeout: float = 30.0) -> None:
         """Hand off nothing new; wait for what is in flight, then commit what is done."""
         deadline = time.monotonic() + timeout
-        while self.in_flight and time.monotonic() < deadline:
+        while self._running_tasks() and time.monotonic() < deadline:
             self._collect_results()
             time.sleep(RESULT_POLL_S)
         self._commit(force=True)
         if self.in_flight:
             log.warning("stopping with %d batches unconfirmed; they will be read again", len(self.in_flight))
+
+    def _running_tasks(self) -> int:
+        """Hand-offs a worker may still answer (not the ones waiting out a backoff)."""
+        return sum(not isinstance(f.result, Waiting) for f in self.in_flight.values())
 
     # --- consuming ----------------------------------------------------------------------------------
     def _poll_timeout(self) -> float:
@@ -194,6 +232,7 @@ class Bridge:
             log.warning("kafka: %s", error)
             return
         value = message.value() or b""
+        self.offsets.seen((message.topic(), message.partition()), message.offset())
         self.throughput.messages += 1
         self.throughput.bytes += len(value)
         stream = self.streams[message.topic()].name
@@ -213,15 +252,44 @@ class Bridge:
     # --- hand-off -----------------------------------------------------------------------------------
     def _send_ready(self) -> None:
         while self.ready and len(self.in_flight) < self.settings.bulk_max_parallel_flushes:
-            batch = self.ready.popleft()
+            batch = self.ready[0]
+            if not self._reserve(batch):
+                break  # Kafka did not take the reservation: nothing new is handed off until it does
+            self.ready.popleft()
             for tp, (first, last) in batch.offset_ranges().items():
                 self.offsets.track(tp, first, last)
+                batch.replay |= self.offsets.is_replay(tp, first)
             telemetry.BATCH_MESSAGES.labels(batch.stream).observe(len(batch.messages))
             telemetry.BATCH_AGE.labels(batch.stream).observe(max(0.0, time.monotonic() - batch.opened_at))
-            self._send(batch, attempts=1)
+            self._send(InFlight(batch, None, time.monotonic()))
         telemetry.BATCHES_IN_FLIGHT.set(len(self.in_flight))
 
-    def _send(self, batch: Batch, attempts: int) -> None:
+    def _reserve(self, batch: Batch) -> bool:
+        """Commit a reservation covering `batch` before it is handed off (see `offsets.py`)."""
+        ahead = self.settings.bulk_batch_size * RESERVE_AHEAD_BATCHES
+        needed = {tp: r for tp, (_, last) in batch.offset_ranges().items()
+                  if tp in self.assigned and (r := self.offsets.reservation_needed(tp, last, ahead)) is not None}
+        if not needed:
+            return True
+        offsets = []
+        for (topic, partition), reserved in needed.items():
+            point = self.offsets.safe_commit_point((topic, partition))
+            if point is None:
+                return False  # cannot happen once a message of the partition was read; wait for it
+            offsets.append(TopicPartition(topic, partition, point, metadata=reservation_metadata(reserved)))
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            telemetry.COMMIT_ERRORS.inc()
+            log.warning("hand-off reservation not committed, holding the batch: %s", exc)
+            return False
+        for tp, reserved in needed.items():
+            self.offsets.reserve(tp, reserved)
+        return True
+
+    def _send(self, flight: InFlight) -> None:
+        """Hand `flight` off (its batch, or the dead letter of its single message) and watch it."""
+        batch = flight.batch
         by_topic: dict[str, list[list[Any]]] = {}
         for m in batch.messages:
             by_topic.setdefault(m.topic, []).append([m.partition, m.offset, m.value])
@@ -230,29 +298,53 @@ class Bridge:
         task_id = str(uuid.uuid4())
         result: AsyncResult[Any] | Unsent
         try:
-            result = self.celery.send_task(
-                self.streams[topic].task, args=[batch.stream, topic, records], task_id=task_id,
-                queue=self.settings.celery_queue, serializer="msgpack")
+            if flight.give_up:
+                result = self.celery.send_task(flow.DEAD_LETTER, args=[topic, records, flight.reason],
+                                               task_id=task_id, queue=self.settings.celery_queue,
+                                               serializer="msgpack")
+            else:
+                result = self.celery.send_task(
+                    self.streams[topic].task, args=[batch.stream, topic, records], kwargs={"replay": batch.replay},
+                    task_id=task_id, queue=self.settings.celery_queue, serializer="msgpack")
         except CELERY_UNAVAILABLE as exc:
             result = Unsent(exc)
-        self.in_flight[task_id] = InFlight(batch, result, time.monotonic(), attempts)
+        flight.result, flight.sent_at, flight.started_at = result, time.monotonic(), None
+        self.in_flight[task_id] = flight
 
     def _collect_results(self) -> None:
         now = time.monotonic()
         for task_id, flight in list(self.in_flight.items()):
+            if isinstance(flight.result, Waiting):
+                if now >= flight.result.until:
+                    del self.in_flight[task_id]
+                    self._resend(flight)
+                continue
             try:
                 state = flight.result.state
             except CELERY_UNAVAILABLE:
-                state = "UNKNOWN"  # result backend unreachable: no answer yet; the timeout below still applies
+                state = "UNKNOWN"  # result backend unreachable: no answer yet; the timeouts below still apply
+            if state == "STARTED" and flight.started_at is None:
+                flight.started_at = now
             if state == "SUCCESS":
                 del self.in_flight[task_id]
                 self._batch_done(flight, flight.result.result or {})
             elif state in ("FAILURE", "REVOKED"):
                 del self.in_flight[task_id]
-                self._retry(flight, f"task {state.lower()}: {flight.result.result!r}")
-            elif now - flight.sent_at > self.settings.bulk_task_timeout_seconds:
+                if isinstance(flight.result, Unsent):  # the broker did not take it: not the batch's fault
+                    self._failed(flight, True, f"not handed off: {flight.result.result!r}")
+                else:
+                    self._failed(flight, *_failure_of(flight.result.result, state))
+            elif flight.started_at is not None and now - flight.started_at > self.settings.bulk_task_timeout_seconds:
+                # Started and silent past the task's own hard limit: its worker is gone. Counts against it.
                 del self.in_flight[task_id]
-                self._retry(flight, f"no answer in {self.settings.bulk_task_timeout_seconds}s")
+                self._supersede(task_id, flight)
+                self._failed(flight, False, f"no answer {self.settings.bulk_task_timeout_seconds:g}s after a "
+                                            "worker started it")
+            elif flight.started_at is None and now - flight.sent_at > self.settings.bulk_queue_timeout_seconds:
+                # Never started: lost with the broker's queue, or waiting behind a slow engine. Not its fault.
+                del self.in_flight[task_id]
+                self._supersede(task_id, flight)
+                self._failed(flight, True, f"not started within {self.settings.bulk_queue_timeout_seconds:g}s")
 
     def _batch_done(self, flight: InFlight, outcome: dict[str, int]) -> None:
         with contextlib.suppress(*CELERY_UNAVAILABLE):
@@ -266,16 +358,73 @@ class Bridge:
         for tp, (first, last) in flight.batch.offset_ranges().items():
             self.offsets.done(tp, first, last)
         self.throughput.batches_done += 1
+        if flight.give_up:
+            telemetry.MESSAGES_GIVEN_UP.labels(stream).inc(len(flight.batch.messages))
         self.cap.record(len(flight.batch.messages), int(outcome.get("dead_lettered", 0)))
 
-    def _retry(self, flight: InFlight, why: str) -> None:
+    def _failed(self, flight: InFlight, transient: bool, reason: str) -> None:
+        """Send the batch again, bisect it, or give its one message up (see `poison.py`)."""
         batch = self._only_assigned(flight.batch)
         if batch is None:
             return
-        log.warning("batch of %d %s handed off again (attempt %d): %s",
-                    len(batch.messages), batch.stream, flight.attempts + 1, why)
+        if batch is not flight.batch:
+            flight = InFlight(batch, None, flight.sent_at, flight.attempts, flight.failures, None, flight.reason,
+                              flight.give_up)
+        failures = flight.failures + (0 if transient else 1)
+        step = verdict(transient=transient or flight.give_up, failures=failures, attempts=flight.attempts,
+                       size=len(batch.messages), max_failures=self.settings.bulk_poison_attempts)
+        log.warning("%s of %d %s failed (attempt %d, %s): %s; %s", "dead letter" if flight.give_up else "batch",
+                    len(batch.messages), batch.stream, flight.attempts,
+                    "transient" if transient else f"failure {failures}", reason[:300], step.step.value)
         telemetry.BATCHES_RETRIED.labels(batch.stream).inc()
-        self._send(batch, flight.attempts + 1)
+        if step.step is Step.BISECT:
+            self._bisect(batch, reason)
+            return
+        batch.replay = True  # some of it may be stored already
+        following = InFlight(batch, Waiting(step.delay_s), time.monotonic(), flight.attempts + 1,
+                             0 if step.step is Step.DEAD_LETTER else failures, None, reason,
+                             flight.give_up or step.step is Step.DEAD_LETTER)
+        self.in_flight[f"waiting-{uuid.uuid4()}"] = following
+
+    def _bisect(self, batch: Batch, reason: str) -> None:
+        """Split the batch in two, in its place in the tracker; the halves go first, fresh."""
+        first, second = bisect(batch)
+        whole, left, right = batch.offset_ranges(), first.offset_ranges(), second.offset_ranges()
+        for tp, span in whole.items():
+            self.offsets.split(tp, span, [r for r in (left.get(tp), right.get(tp)) if r is not None])
+        telemetry.BATCHES_BISECTED.labels(batch.stream).inc()
+        for half in (first, second):
+            self.in_flight[f"waiting-{uuid.uuid4()}"] = InFlight(half, Waiting(0.0), time.monotonic(), reason=reason)
+
+    def _resend(self, flight: InFlight) -> None:
+        batch = self._only_assigned(flight.batch)
+        if batch is not None:
+            flight.batch = batch
+            self._send(flight)
+
+    def _supersede(self, task_id: str, flight: InFlight) -> None:
+        """Revoke a copy that is being replaced, and watch it: if it runs anyway, that is a duplicate execution."""
+        if isinstance(flight.result, Unsent | Waiting):
+            return
+        with contextlib.suppress(*CELERY_UNAVAILABLE):
+            self.celery.control.revoke(task_id)
+        self.superseded[task_id] = (flight.result, time.monotonic() + 2 * self.settings.bulk_queue_timeout_seconds)
+
+    def _check_superseded(self) -> None:
+        now = time.monotonic()
+        if not self.superseded or now - self._last_superseded_check < SUPERSEDED_CHECK_S:
+            return
+        self._last_superseded_check = now
+        for task_id, (result, until) in list(self.superseded.items()):
+            try:
+                state = result.state
+            except CELERY_UNAVAILABLE:
+                continue
+            if state == "SUCCESS":
+                telemetry.DUPLICATE_EXECUTIONS.inc()
+                log.info("a superseded copy of a batch ran anyway (task %s); its writes were idempotent", task_id)
+            if state in ("SUCCESS", "FAILURE", "REVOKED") or now > until:
+                del self.superseded[task_id]
 
     def _only_assigned(self, batch: Batch) -> Batch | None:
         """Drop messages of partitions this bridge no longer owns; their new owner reads them."""
@@ -284,7 +433,7 @@ class Bridge:
             return None
         if len(kept) == len(batch.messages):
             return batch
-        return Batch(batch.stream, kept, sum(len(m.value) for m in kept), batch.opened_at)
+        return Batch(batch.stream, kept, sum(len(m.value) for m in kept), batch.opened_at, replay=batch.replay)
 
     # --- backpressure -------------------------------------------------------------------------------
     def _apply_backpressure(self) -> None:
@@ -304,24 +453,55 @@ class Bridge:
     # --- offsets ------------------------------------------------------------------------------------
     def _commit(self, force: bool) -> None:
         now = time.monotonic()
-        if not force and now - self._last_commit < COMMIT_INTERVAL_S:
+        if not force and now - self._last_commit < self.settings.bridge_commit_interval_seconds:
             return
         self._last_commit = now
         offsets = {tp: o for tp, o in self.offsets.committable().items() if tp in self.assigned}
         if not offsets:
             return
-        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                             asynchronous=False)
+        try:
+            self.consumer.commit(offsets=[TopicPartition(t, p, o, metadata=reservation_metadata(
+                self.offsets.reservation((t, p)))) for (t, p), o in offsets.items()], asynchronous=False)
+        except KafkaException as exc:
+            # REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID...: the tracker keeps the points,
+            # the next commit offers them again (or the next owner replays from the last one that landed).
+            telemetry.COMMIT_ERRORS.inc()
+            log.warning("commit failed, left to the next one: %s", exc)
+            return
         self.offsets.mark_committed(offsets)
         telemetry.OFFSETS_COMMITTED.inc()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = self._committed_of(consumer, partitions)
         for tp in partitions:
-            self.assigned.add((tp.topic, tp.partition))
-            self.offsets.assign((tp.topic, tp.partition), None if tp.offset == OFFSET_INVALID else tp.offset)
+            key = (tp.topic, tp.partition)
+            offset, replay_below = committed.get(key, (None, 0))
+            self.assigned.add(key)
+            # Reading may not resume at `offset` (a topic recreated, retention passed it): the tracker starts
+            # from the first offset read instead.
+            self.offsets.assign(key, None, replay_below)
+            if offset is not None:
+                self.committed[key] = offset
         if self.paused:
             consumer.pause(partitions)
         log.info("assigned %s", _names(partitions))
+
+    def _committed_of(self, consumer: Consumer, partitions: list[TopicPartition]) -> dict[TP, tuple[int | None, int]]:
+        """Per partition: the committed offset (None: none yet) and the reservation its last owner left.
+
+        When Kafka cannot say, every message read is treated as a possible replay: slower (the worker
+        checks each batch's ids), never a duplicate.
+        """
+        try:
+            found = consumer.committed(partitions, timeout=COMMITTED_LOOKUP_TIMEOUT_S)
+        except KafkaException as exc:
+            log.warning("committed offsets not readable (%s): every batch is sent as a possible replay", exc)
+            return {(tp.topic, tp.partition): (None, 2**62) for tp in partitions}
+        out: dict[TP, tuple[int | None, int]] = {}
+        for tp in found:
+            offset = tp.offset if tp.offset >= 0 else None
+            out[(tp.topic, tp.partition)] = (offset, parse_reservation(tp.metadata))
+        return out
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Still the owner during this callback: commit what is done, then forget the partitions.
@@ -340,6 +520,7 @@ class Bridge:
         self.assigned -= gone
         for tp in gone:
             self.offsets.revoke(tp)
+            self.committed.pop(tp, None)
         self.batcher.drop_partitions(gone)
         self.ready = deque(b for b in (self._only_assigned(b) for b in self.ready) if b is not None)
 
@@ -371,10 +552,22 @@ class Bridge:
             _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
             if high < 0:  # no fetch answered yet for this partition
                 continue
-            lag = max(0, high - tp.offset) if tp.offset >= 0 else high
+            # Before the first fetch the position is unknown: reading resumes at the committed offset.
+            position = tp.offset if tp.offset >= 0 else self.committed.get((tp.topic, tp.partition))
+            if position is None:
+                continue
+            lag = max(0, high - position)
             telemetry.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
             total += lag
         return total
+
+
+def _failure_of(error: Any, state: str) -> tuple[bool, str]:
+    """(transient, reason) of a failed task's exception (Celery rebuilds ours by class name)."""
+    if state == "REVOKED":
+        return True, "revoked"
+    name = getattr(error, "exc_cls_name", None) or type(error).__name__
+    return is_transient(name), f"{name}: {error}"
 
 
 def _names(partitions: list[TopicPartition]) -> str:

@@ -21,6 +21,7 @@ Input rules beyond the message contract (decided here, relied on elsewhere):
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -584,8 +585,10 @@ def decode_log(raw: bytes, *, topic: str, partition: int, offset: int, now_ms: i
                max_bytes: int = DEFAULT_MAX_BYTES) -> Decoded | Rejected:
     """Validate one `apm.logs` message. Never raises.
 
-    doc_id is the producer's `event_id` when given, else `topic-partition-offset`: either way a
-    re-delivered message gets the same id, so indexing it twice does not duplicate it.
+    doc_id is the producer's `event_id` when given, else `topic-partition-offset-<hash of the bytes>`:
+    either way a re-delivered message gets the same id, so indexing it twice does not duplicate it, and
+    a different log at the same coordinates (a topic recreated, a cluster migrated) never takes the id of
+    an old one.
     """
     try:
         return _decode_log(raw, topic, partition, offset, now_ms, max_bytes)
@@ -605,7 +608,12 @@ def _decode_log(raw: bytes, topic: str, partition: int, offset: int, now_ms: int
         return Rejected(f"timestamp: {problem}")
     kafka = {"topic": topic, "partition": partition, "offset": offset}
     document = log_document(log, log["timestamp"], LEVELS[log["level"]], now_ms, kafka)
-    return Decoded(log["event_id"] or f"{topic}-{partition}-{offset}", document)
+    return Decoded(log["event_id"] or f"{topic}-{partition}-{offset}-{_content_hash(raw)}", document)
+
+
+def _content_hash(raw: bytes | str) -> str:
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------

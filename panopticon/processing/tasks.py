@@ -25,7 +25,7 @@ from panopticon.exceptions import EngineUnavailable
 from panopticon.model import is_error_level
 from panopticon.processing.decoders import decoder_for
 from panopticon.processing.outbox import DeadLetter, Outbox
-from panopticon.processing.schemas import Decoded, Rejected
+from panopticon.processing.schemas import MAX_REASON_CHARS, Decoded, Rejected
 from panopticon.settings import Settings
 from panopticon.storage import BulkItem, SearchStore, open_store
 
@@ -59,9 +59,17 @@ def index_batch(
     *,
     max_retries: int,
     max_message_bytes: int,
+    replay: bool = False,
     now_ms: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchOutcome:
+    """Decode, store and dead-letter one batch; see the module docstring.
+
+    `replay`: some of the batch may have been stored before (a re-send, or messages read again after a
+    crash or a rebalance). Then the ids are first looked up in every backing index of the data stream,
+    and those found are not written again: a `create` checks ids only in the current write index, so a
+    replay across a rollover would otherwise store a second copy.
+    """
     stream = flow.stream(stream_name)
     decode = decoder_for(stream)
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
@@ -81,6 +89,11 @@ def index_batch(
                 valid[item.doc_id] = item
                 sources[item.doc_id] = (record, index if several else None)
 
+    if replay and valid:
+        stored = store.existing_ids(stream.data_stream, list(valid))
+        outcome.duplicates += len(stored)
+        for doc_id in stored:
+            del valid[doc_id]
     pending = [(doc_id, orjson.dumps(d.document)) for doc_id, d in valid.items()]
     for attempt in range(max_retries + 1):
         if not pending:
@@ -152,10 +165,22 @@ def _resources() -> tuple[Settings, SearchStore, Outbox]:
 
 
 @shared_task(name=flow.BULK_INDEX, acks_late=True)
-def bulk_index(stream: str, topic: str, records: list[list[Any]]) -> dict[str, int]:
+def bulk_index(stream: str, topic: str, records: list[list[Any]], replay: bool = False) -> dict[str, int]:
     settings, store, outbox = _resources()
     outcome = index_batch(
         store, outbox, stream, topic, [(int(p), int(o), bytes(v)) for p, o, v in records],
-        max_retries=settings.bulk_max_retries, max_message_bytes=settings.max_message_bytes,
+        max_retries=settings.bulk_max_retries, max_message_bytes=settings.max_message_bytes, replay=replay,
     )
+    return outcome.as_dict()
+
+
+@shared_task(name=flow.DEAD_LETTER, acks_late=True)
+def dead_letter(topic: str, records: list[list[Any]], reason: str) -> dict[str, int]:
+    """Messages the bridge gave up on: each failed alone BULK_POISON_ATTEMPTS times (see ingest/poison.py)."""
+    _settings, _store, outbox = _resources()
+    outcome = BatchOutcome()
+    for partition, offset, value in records:
+        _dead_letter(outbox, outcome, topic, (int(partition), int(offset), bytes(value)),
+                     f"gave up after repeated failures of this message alone: {reason}"[:MAX_REASON_CHARS])
+    outbox.flush()
     return outcome.as_dict()

@@ -22,6 +22,7 @@ from panopticon.storage.engines import EngineInfo, Transport, open_transport
 log = logging.getLogger(__name__)
 
 Version = tuple[int, int]  # (_seq_no, _primary_term) of a document
+_IDS_PER_LOOKUP = 5000  # below the engine's 10,000-hit result window
 _BULK_FILTER = "errors,items.*._id,items.*.status,items.*.error.type,items.*.error.reason"
 
 
@@ -117,7 +118,19 @@ class SearchStore:
 
     # --- writes -------------------------------------------------------------------------------------
     def bulk(self, index: str, op: str, items: Sequence[tuple[str, bytes]]) -> list[BulkItem]:
-        """One `_bulk` request; `items` are (doc_id, JSON bytes). Answers in the order given."""
+        """`_bulk` requests of at most BULK_MAX_REQUEST_MB each; `items` are (doc_id, JSON bytes).
+
+        Answers in the order given. A request the engine refuses as too large (413) is split in two and
+        sent again, down to one document, which is then answered as a rejected item (status 413) instead
+        of failing the rest.
+        """
+        limit = int(self.settings.bulk_max_request_mb * 1024 * 1024)
+        out: list[BulkItem] = []
+        for chunk in _chunks(index, op, items, limit):
+            out.extend(self._bulk_request(index, op, chunk))
+        return out
+
+    def _bulk_request(self, index: str, op: str, items: Sequence[tuple[str, bytes]]) -> list[BulkItem]:
         if not items:
             return []
         header = orjson.dumps
@@ -126,10 +139,28 @@ class SearchStore:
             lines.append(header({op: {"_index": index, "_id": doc_id}}))
             lines.append(source)
         body = b"\n".join(lines) + b"\n"
-        answer = self.transport.request(
-            "POST", "/_bulk", params={"filter_path": _BULK_FILTER}, body=body,
-            headers={"content-type": "application/x-ndjson"})
+        try:
+            answer = self.transport.request(
+                "POST", "/_bulk", params={"filter_path": _BULK_FILTER}, body=body,
+                headers={"content-type": "application/x-ndjson"})
+        except EngineRejected as exc:
+            if exc.status != 413:
+                raise
+            if len(items) == 1:
+                return [BulkItem(items[0][0], 413, "request_too_large", str(exc))]
+            middle = len(items) // 2
+            return self._bulk_request(index, op, items[:middle]) + self._bulk_request(index, op, items[middle:])
         return _bulk_items(items, answer, op)
+
+    def existing_ids(self, stream: str, doc_ids: Sequence[str]) -> set[str]:
+        """Which of these ids a data stream already holds, in any of its backing indices (a replay check)."""
+        found: set[str] = set()
+        for start in range(0, len(doc_ids), _IDS_PER_LOOKUP):
+            chunk = list(doc_ids[start:start + _IDS_PER_LOOKUP])
+            answer = self.search(self.name(stream), {"query": {"ids": {"values": chunk}}, "size": len(chunk),
+                                                     "_source": False, "track_total_hits": False})
+            found.update(hit["_id"] for hit in answer.get("hits", {}).get("hits", []))
+        return found
 
     def create_many(self, stream: str, items: Sequence[tuple[str, bytes]]) -> list[BulkItem]:
         """Append to a data stream; an id that exists answers 409 and is not written twice."""
@@ -270,6 +301,23 @@ def _complete(answer: dict[str, Any], index: str) -> dict[str, Any]:
 def _missing_api(exc: EngineRejected) -> bool:
     """Elasticsearch answers 400 "no handler found for uri" for an API whose module is not installed."""
     return exc.status == 400 and "no handler found" in str(exc)
+
+
+def _chunks(index: str, op: str, items: Sequence[tuple[str, bytes]],
+            limit: int) -> list[Sequence[tuple[str, bytes]]]:
+    """`items` cut into runs whose bulk bodies stay under `limit` bytes (a document over it goes alone)."""
+    overhead = len(index) + len(op) + 40  # the action line around each id
+    out: list[Sequence[tuple[str, bytes]]] = []
+    start, size = 0, 0
+    for i, (doc_id, source) in enumerate(items):
+        item_size = len(source) + len(doc_id) + overhead
+        if i > start and size + item_size > limit:
+            out.append(items[start:i])
+            start, size = i, 0
+        size += item_size
+    if start < len(items):
+        out.append(items[start:])
+    return out
 
 
 def _bulk_items(items: Sequence[tuple[str, bytes]], answer: dict[str, Any], op: str) -> list[BulkItem]:

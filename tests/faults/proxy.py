@@ -1,10 +1,13 @@
-"""A small HTTP proxy in front of the search engine that answers 429 for a share of `_bulk` items.
+"""A small HTTP proxy in front of the search engine that misbehaves on `_bulk` the ways real nodes do.
 
-This is what a busy Elasticsearch/OpenSearch node does (`es_rejected_execution_exception` per item,
-the bulk request itself 200). The rejected items are cut out of the request before it is forwarded,
-so the engine never sees them, and a 429 item is put back in their place in the answer. The proxy
-counts, per document id, how often it saw the id and how often it refused it: a pipeline that retries
-only what was refused sees every id exactly `1 + refusals` times.
+- `reject_ratio`: answers 429 for a share of items, as a busy node does (`es_rejected_execution_exception`
+  per item, the bulk request itself 200). The rejected items are cut out of the request before it is
+  forwarded, so the engine never sees them, and a 429 item is put back in their place in the answer. The
+  proxy counts, per document id, how often it saw the id and how often it refused it: a pipeline that
+  retries only what was refused sees every id exactly `1 + refusals` times.
+- `refuse_marker`: refuses a whole bulk request (400, as for a mapping error on the request) whenever its
+  body contains these bytes: one poison document takes its whole batch down with it.
+- `bulk_delay_s`: answers every bulk request this much later (a slow engine); 0 turns it off.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import http.client
 import random
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -23,10 +27,15 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
 
 
 class BulkRejectingProxy:
-    def __init__(self, upstream: str, reject_ratio: float, seed: int = 1) -> None:
+    def __init__(self, upstream: str, reject_ratio: float = 0.0, seed: int = 1, refuse_marker: bytes | None = None,
+                 bulk_delay_s: float = 0.0) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 9200)
         self.reject_ratio = reject_ratio
+        self.refuse_marker = refuse_marker
+        self.bulk_delay_s = bulk_delay_s
+        self.refused_requests = 0
+        self.delayed_requests = 0
         self.rng = random.Random(seed)
         self.seen: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
@@ -81,6 +90,17 @@ class BulkRejectingProxy:
                 body = self.rfile.read(length) if length else b""
                 path = urlsplit(self.path).path
                 bulk = self.command == "POST" and path.rstrip("/").endswith("/_bulk") and body
+                if bulk and proxy.bulk_delay_s > 0:
+                    with proxy.lock:
+                        proxy.delayed_requests += 1
+                    time.sleep(proxy.bulk_delay_s)
+                if bulk and proxy.refuse_marker is not None and proxy.refuse_marker in body:
+                    with proxy.lock:
+                        proxy.refused_requests += 1
+                    self._answer(400, orjson.dumps({"error": {
+                        "type": "mapper_parsing_exception", "reason": "refused whole by the fault proxy"},
+                        "status": 400}), {"content-type": "application/json"})
+                    return
                 items: list[tuple[str, str]] = []
                 refused: set[int] = set()
                 if bulk:
@@ -92,8 +112,11 @@ class BulkRejectingProxy:
                     status, answer, out_headers = self._upstream(body, headers)
                 if bulk and refused and status == 200:
                     answer = _splice(orjson.loads(answer), items, refused)
+                self._answer(status, answer, out_headers)
+
+            def _answer(self, status: int, answer: bytes, headers: dict[str, str]) -> None:
                 self.send_response(status)
-                for k, v in out_headers.items():
+                for k, v in headers.items():
                     self.send_header(k, v)
                 self.send_header("content-length", str(len(answer)))
                 self.end_headers()

@@ -73,6 +73,7 @@ def namespace(stack: Settings) -> Iterator[Settings]:
         kafka_apm_dlq_topic=f"{ns}.apm.dlq",
         kafka_consumer_group=f"{ns}-bridge",
         celery_queue=f"{ns}-queue",
+        celery_rollup_queue=f"{ns}-rollup",
         metrics_cache_prefix=f"{ns}:metrics:",
         error_channel=f"{ns}:error-logs",
         bridge_metrics_port=0,

@@ -39,9 +39,13 @@ class ProcessGroup:
     def start(self, name: str, settings: Settings, *, extra_env: dict[str, str] | None = None) -> Running:
         commands = {
             "bridge": [sys.executable, "-m", "panopticon.ingest"],
+            # As the Procfile's `worker` (the ingest queue) and `rollup` (the scheduled work's queue).
             "worker": [sys.executable, "-m", "celery", "-A", "panopticon", "worker", "--loglevel", "INFO",
-                       "--concurrency", "2", "--without-mingle", "--without-gossip",
+                       "--concurrency", "2", "--without-mingle", "--without-gossip", "-Q", settings.celery_queue,
                        "-n", f"{settings.celery_queue}-{len(self.running)}@%h"],
+            "rollup": [sys.executable, "-m", "celery", "-A", "panopticon", "worker", "--loglevel", "INFO",
+                       "--concurrency", "1", "--without-mingle", "--without-gossip", "-Q",
+                       settings.celery_rollup_queue, "-n", f"{settings.celery_rollup_queue}-{len(self.running)}@%h"],
             "beat": [sys.executable, "-m", "celery", "-A", "panopticon", "beat", "--loglevel", "INFO",
                      "--schedule", str(self.logs / f"beat-{len(self.running)}")],
             "relay": [sys.executable, "-m", "panopticon.errorstream"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import time
 import urllib.request
 
@@ -61,3 +62,23 @@ def test_web_metrics_show_the_rollup_mark_the_job_stored(namespace: Settings, st
     assert metric_values(text, "panopticon_rollup_watermark_seconds")[""] == watermark_ms / 1000
     lag = metric_values(text, "panopticon_rollup_lag_seconds")[""]
     assert 600 <= lag < 660, lag
+
+
+def test_a_restarted_idle_bridge_reports_no_lag(namespace: Settings, store: SearchStore, processes) -> None:
+    """Before its first message the consumer's position is unknown: the lag counts from the committed offset,
+    not from the start of the topic."""
+    settings = namespace.replace(bridge_metrics_port=free_port(), stream_throughput_interval_seconds=1)
+    messages = list(sample.generate(80, seed=5))
+    processes.start("worker", settings)
+    first = processes.start("bridge", settings)
+    processes.wait_for_log(first, "assigned", timeout=60)
+    sample.send(settings, iter(messages))
+    assert wait_for_count(store, len(messages)) == len(messages)
+    time.sleep(3)  # a commit (every second), then SIGTERM commits again and leaves the group
+    processes.kill(first, signal.SIGTERM)
+    second = processes.start("bridge", settings)
+    processes.wait_for_log(second, "assigned", timeout=90)
+    time.sleep(4)  # a fetch answered (the high watermark is known) and a few throughput reports
+    text = urllib.request.urlopen(f"http://127.0.0.1:{settings.bridge_metrics_port}/metrics", timeout=5).read().decode()
+    lags = metric_values(text, "panopticon_consumer_lag")
+    assert lags and all(value == 0 for value in lags.values()), lags

@@ -256,7 +256,7 @@ def test_beat_and_worker_roll_up_on_their_own(namespace: Settings, store: Search
                                  rollup_settle_seconds=7)
     now = now_ms()
     store_spans(store, generate(300, now - 20 * MINUTE_MS, now - MINUTE_MS), now)
-    processes.start("worker", settings)
+    processes.start("rollup", settings)  # the scheduled work has its own queue and worker
     beat = processes.start("beat", settings)
     pattern = metrics_pattern(settings)
     deadline = time.monotonic() + 120

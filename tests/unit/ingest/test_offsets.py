@@ -207,3 +207,42 @@ def test_commit_never_passes_unfinished_range(case: tuple, commit_as_we_go: bool
                 committed = offered
     expected_end = ranges[-1][1] + 1
     assert tracker.committable().get(TP, committed) == expected_end
+
+
+def test_split_replaces_a_range_in_its_place() -> None:
+    tracker = tracker_with(THREE)
+    tracker.split(TP, (10, 19), [(10, 14), (15, 19)])
+    tracker.done(TP, 0, 9)
+    tracker.done(TP, 15, 19)
+    assert tracker.committable()[TP] == 10  # the first half still holds the point
+    tracker.done(TP, 10, 14)
+    assert tracker.committable()[TP] == 20
+    tracker.done(TP, 20, 29)
+    assert tracker.committable()[TP] == 30
+
+
+def test_split_refuses_parts_that_do_not_split_the_range() -> None:
+    tracker = tracker_with(THREE)
+    with pytest.raises(ValueError):
+        tracker.split(TP, (10, 19), [(10, 14), (14, 19)])
+    with pytest.raises(ValueError):
+        tracker.split(TP, (10, 19), [(11, 19)])
+    tracker.split(TP, (40, 49), [(40, 44), (45, 49)])  # not tracked: ignored, like done()
+
+
+def test_reservations() -> None:
+    from panopticon.ingest.offsets import parse_reservation, reservation_metadata
+
+    tracker = OffsetTracker()
+    tracker.assign(TP, None, replay_below=parse_reservation(reservation_metadata(120)))
+    assert tracker.is_replay(TP, 119) and not tracker.is_replay(TP, 120)
+    assert tracker.reservation_needed(TP, 100, ahead=50) is None  # the previous owner's reservation covers it
+    assert tracker.reservation_needed(TP, 120, ahead=50) == 171
+    tracker.reserve(TP, 171)
+    assert tracker.reservation_needed(TP, 170, ahead=50) is None and tracker.reservation(TP) == 171
+    assert tracker.safe_commit_point(TP) is None
+    tracker.seen(TP, 100)
+    tracker.seen(TP, 101)
+    assert tracker.safe_commit_point(TP) == 100  # a new group: the first offset read
+    for junk in (None, "", "something else", "panopticon:handed-off-below=x"):
+        assert parse_reservation(junk) == 0

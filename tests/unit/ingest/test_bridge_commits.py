@@ -1,0 +1,46 @@
+"""A commit Kafka refuses (a rebalance, a session time-out) never stops the bridge; it is offered again.
+
+The consumer here is a stand-in that refuses the first commit, as a broker does with REBALANCE_IN_PROGRESS
+or ILLEGAL_GENERATION; everything else about the bridge is the real code. The whole path with a real
+broker is scenario 14 of the fault suite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+
+from panopticon.ingest.bridge import Bridge
+from panopticon.settings import load_settings
+
+TP = ("apm.logs", 0)
+
+
+class RefusingConsumer:
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.commits: list[list[Any]] = []
+
+    def commit(self, *, offsets: list[Any], asynchronous: bool) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise KafkaException(KafkaError(KafkaError.ILLEGAL_GENERATION, "the group moved on"))
+        self.commits.append(offsets)
+
+
+def test_a_refused_commit_is_left_to_the_next_one() -> None:
+    settings = load_settings({"BRIDGE_COMMIT_INTERVAL_SECONDS": "0.1"}, root=Path(__file__).parent)
+    consumer = RefusingConsumer(refusals=1)
+    bridge = Bridge(settings, celery=None, consumer=consumer)  # type: ignore[arg-type]
+    bridge.assigned.add(TP)
+    bridge.offsets.assign(TP, None)
+    bridge.offsets.track(TP, 0, 9)
+    bridge.offsets.done(TP, 0, 9)
+    bridge._commit(force=True)  # refused: no exception escapes
+    assert consumer.commits == [] and bridge.offsets.committable() == {TP: 10}
+    bridge._commit(force=True)
+    (committed,) = consumer.commits
+    assert [(tp.topic, tp.partition, tp.offset) for tp in committed] == [(*TP, 10)]
+    assert bridge.offsets.committable() == {}
