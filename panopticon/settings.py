@@ -10,6 +10,7 @@ Precedence (highest first): the process environment, `.env.local`, `.env`, the d
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -78,6 +79,14 @@ def _optional_str(raw: str) -> str | None:
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _optional(parse: Parser) -> Parser:
+    """`parse`, with empty meaning None (a value computed from other settings)."""
+    def optional(raw: str) -> Any:
+        return parse(raw) if raw.strip() else None
+
+    return optional
 
 
 def _choice(*allowed: str) -> Parser:
@@ -299,11 +308,12 @@ class Settings:
     rollup_cache_ttl_seconds: int = var(
         "ROLLUP_CACHE_TTL_SECONDS", _int(0), "300", "Lifetime of a cached answer read only from rollups.",
         group="Rollup")
-    rollup_settle_seconds: int = var(
-        "ROLLUP_SETTLE_SECONDS", _int(1), "180",
+    rollup_settle_seconds: int | None = var(
+        "ROLLUP_SETTLE_SECONDS", _optional(_int(1)), "",
         "Spans stored longer ago than this are all visible (no batch started earlier can still write); each "
         "rollup run takes in what was stored up to now minus this. At least the worker's hard task limit "
-        "(0.75 x BULK_TASK_TIMEOUT_SECONDS) + SEARCH_TIMEOUT_SECONDS + 2.", group="Rollup")
+        "(0.75 x BULK_TASK_TIMEOUT_SECONDS) + SEARCH_TIMEOUT_SECONDS + 2; empty: that + 30 (152 with the "
+        "defaults).", group="Rollup")
     rollup_interval_seconds: float = var(
         "ROLLUP_INTERVAL_SECONDS", _float(1, 3600), "60", "How often beat sends the rollup run.", group="Rollup")
     rollup_max_windows_per_run: int = var(
@@ -401,6 +411,18 @@ class Settings:
         return max(1.0, self.bulk_task_timeout_seconds * 0.5)
 
     @property
+    def settle_floor_seconds(self) -> float:
+        """No batch can still write this long after it started (the worker's hard limit, a bulk request, a refresh)."""
+        return self.bulk_task_time_limit_seconds + self.search_timeout_seconds + 2
+
+    @property
+    def settle_seconds(self) -> int:
+        """ROLLUP_SETTLE_SECONDS, or when empty the floor plus a 30 s margin for clocks that disagree."""
+        if self.rollup_settle_seconds is not None:
+            return self.rollup_settle_seconds
+        return math.ceil(self.settle_floor_seconds + 30)
+
+    @property
     def kafka_bootstrap(self) -> str:
         return self.kafka_brokers or self.kafka_brokers_local
 
@@ -471,8 +493,8 @@ def load_settings(environ: Mapping[str, str] | None = None, root: Path | None = 
 
 def check_together(settings: Settings) -> None:
     """The rules that tie several variables together; ConfigError names the one to change."""
-    settle_floor = settings.bulk_task_time_limit_seconds + settings.search_timeout_seconds + 2
-    if settings.rollup_settle_seconds < settle_floor:
+    settle_floor = settings.settle_floor_seconds
+    if settings.rollup_settle_seconds is not None and settings.rollup_settle_seconds < settle_floor:
         raise ConfigError(
             f"ROLLUP_SETTLE_SECONDS: must be at least {settle_floor:g} (the worker's hard task limit "
             f"{settings.bulk_task_time_limit_seconds:g} s from BULK_TASK_TIMEOUT_SECONDS, plus SEARCH_TIMEOUT_SECONDS "

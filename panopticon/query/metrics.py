@@ -97,7 +97,7 @@ def collect(store: SearchStore, scope: Scope, window: TimeRange, *, interval_ms:
         _merge_into(aggregates, found)
         rollup_source = {"from": iso_ms(plan.rollup[0]), "to": iso_ms(plan.rollup[1]), "documents": answer.documents,
                          "tiers": sorted({tier for tier, _, _ in answer.segments}), "windows_read_raw": len(plan.skip)}
-    settled = settled_cut(now_ms, settings.rollup_settle_seconds * 1000)
+    settled = settled_cut(now_ms, settings.settle_seconds * 1000)
     sources = {"raw": [{"from": iso_ms(a), "to": iso_ms(b)} for a, b in plan.raw], "rollup": rollup_source,
                "late_spans": late, "complete": window.end_ms <= settled, "settled_until": iso_ms(settled)}
     return aggregates, sources

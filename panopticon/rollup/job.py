@@ -316,7 +316,7 @@ def roll_due(store: SearchStore, now: int | None = None) -> RunResult:
     source, version = store.get_versioned(index, PROGRESS_ID)
     progress = _progress_of(source)
     mark = progress.mark_ms if progress.mark_ms is not None else 0  # the first run covers everything stored
-    cut = progress.cut_ms if progress.cut_ms is not None else settled_cut(now, settings.rollup_settle_seconds * 1000)
+    cut = progress.cut_ms if progress.cut_ms is not None else settled_cut(now, settings.settle_seconds * 1000)
     result = RunResult(mark_ms=progress.mark_ms)
     if cut <= mark:
         return result
@@ -324,7 +324,7 @@ def roll_due(store: SearchStore, now: int | None = None) -> RunResult:
     oldest_kept = floor_to(now - settings.traces_retention_days * DAY_MS, width)
     kept = [w for w in found if w.window_ms >= oldest_kept]
     result.skipped_expired = len(found) - len(kept)
-    settle_ms = settings.rollup_settle_seconds * 1000
+    settle_ms = settings.settle_seconds * 1000
     for stored in kept:
         lateness = stored.last_stored_ms - (stored.window_ms + width)
         result.max_lateness_ms = max(result.max_lateness_ms, lateness)

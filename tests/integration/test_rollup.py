@@ -50,7 +50,7 @@ def _metrics(store: SearchStore) -> dict[str, dict]:
 
 def settled(store: SearchStore, stored_ms: int) -> int:
     """A clock at which spans stored at `stored_ms` have settled (what the next run takes in)."""
-    return stored_ms + store.settings.rollup_settle_seconds * 1000 + 1000
+    return stored_ms + store.settings.settle_seconds * 1000 + 1000
 
 
 def _roll_until_current(store: SearchStore, now: int) -> list[job.RunResult]:

@@ -76,7 +76,7 @@ def test_spans_stored_two_hours_late_are_counted_before_and_after_the_next_runs(
     assert before["sources"]["rollup"] is None or before["sources"]["rollup"]["windows_read_raw"] > 0
     _same_numbers(before, raw_only, all_documents)
 
-    time.sleep(settings.rollup_settle_seconds + 1)
+    time.sleep(settings.settle_seconds + 1)
     for _ in range(2):  # within two runs of settling
         job.roll_due(store)
     after = _get(settings, path)

@@ -33,3 +33,16 @@ def test_window_width_must_divide_an_hour(minutes: str) -> None:
 
 def test_window_widths_that_divide_an_hour_are_accepted() -> None:
     assert load_settings({"ROLLUP_BUCKET_MINUTES": "15"}, root=HERE).rollup_bucket_minutes == 15
+
+
+def test_the_settle_time_follows_the_worker_limits_unless_set() -> None:
+    automatic = load_settings({}, root=HERE)
+    assert automatic.rollup_settle_seconds is None and automatic.settle_seconds == 152  # 90 + 30 + 2 + 30
+    longer = load_settings({"BULK_TASK_TIMEOUT_SECONDS": "300"}, root=HERE)
+    assert longer.settle_seconds == 287
+    assert load_settings({"ROLLUP_SETTLE_SECONDS": "400"}, root=HERE).settle_seconds == 400
+
+
+def test_a_settle_time_shorter_than_a_batch_may_write_is_refused() -> None:
+    with pytest.raises(ConfigError, match="ROLLUP_SETTLE_SECONDS: must be at least 122"):
+        load_settings({"ROLLUP_SETTLE_SECONDS": "60"}, root=HERE)
