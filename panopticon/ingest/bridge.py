@@ -55,6 +55,7 @@ SUPERSEDED_CHECK_S = 1.0
 # A reservation covers this many batches beyond the one being handed off, so it is one commit per many.
 RESERVE_AHEAD_BATCHES = 10
 COMMITTED_LOOKUP_TIMEOUT_S = 10.0
+RESERVATION_RETRY_S = 5.0  # a reservation commit without an answer is asked for again
 # The Celery broker or result backend cannot be reached (Redis down or restarting). The bridge must
 # outlive that: batches wait and are handed off again, offsets stay uncommitted until they are stored.
 CELERY_UNAVAILABLE = (OperationalError, RedisError, ConnectionError, TimeoutError)
@@ -144,7 +145,9 @@ class Bridge:
         self.settings = settings
         self.celery = celery
         self.streams: dict[str, Stream] = streams_by_topic(settings)
-        self.consumer = consumer or Consumer(consumer_config(settings))
+        # Commits are asynchronous: a synchronous one waits for the group coordinator, and while a broker
+        # restarts that can outlast max.poll.interval.ms, which makes the consumer leave its group.
+        self.consumer = consumer or Consumer({**consumer_config(settings), "on_commit": self._on_commit})
         self.batcher = Batcher(
             max_count=settings.bulk_batch_size,
             max_bytes=int(settings.bulk_batch_bytes_mb * 1024 * 1024),
@@ -166,6 +169,7 @@ class Bridge:
         self._last_superseded_check = time.monotonic()
         self.superseded: dict[str, tuple[Any, float]] = {}  # revoked copies still watched: (result, until)
         self.committed: dict[TP, int] = {}  # the group's committed offset at assignment (for the lag)
+        self._reserving: dict[TP, tuple[int, float]] = {}  # reservations asked for: (value, when)
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -265,27 +269,53 @@ class Bridge:
         telemetry.BATCHES_IN_FLIGHT.set(len(self.in_flight))
 
     def _reserve(self, batch: Batch) -> bool:
-        """Commit a reservation covering `batch` before it is handed off (see `offsets.py`)."""
+        """True once a committed reservation covers `batch` (see `offsets.py`); until then it is asked for.
+
+        The commit is asynchronous and `_on_commit` records it, so the batch waits (a step or two, one
+        round trip to the coordinator) without blocking the loop.
+        """
         ahead = self.settings.bulk_batch_size * RESERVE_AHEAD_BATCHES
         needed = {tp: r for tp, (_, last) in batch.offset_ranges().items()
                   if tp in self.assigned and (r := self.offsets.reservation_needed(tp, last, ahead)) is not None}
         if not needed:
             return True
+        now = time.monotonic()
         offsets = []
-        for (topic, partition), reserved in needed.items():
-            point = self.offsets.safe_commit_point((topic, partition))
-            if point is None:
-                return False  # cannot happen once a message of the partition was read; wait for it
-            offsets.append(TopicPartition(topic, partition, point, metadata=reservation_metadata(reserved)))
-        try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            telemetry.COMMIT_ERRORS.inc()
-            log.warning("hand-off reservation not committed, holding the batch: %s", exc)
-            return False
         for tp, reserved in needed.items():
-            self.offsets.reserve(tp, reserved)
-        return True
+            asked = self._reserving.get(tp)
+            if asked is not None and asked[0] >= reserved and now - asked[1] < RESERVATION_RETRY_S:
+                continue  # asked already; the answer comes through _on_commit
+            point = self.offsets.safe_commit_point(tp)
+            if point is None:
+                continue  # cannot happen once a message of the partition was read
+            offsets.append(TopicPartition(tp[0], tp[1], point, metadata=reservation_metadata(reserved)))
+            self._reserving[tp] = (reserved, now)
+        if offsets:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            except KafkaException as exc:
+                telemetry.COMMIT_ERRORS.inc()
+                log.warning("hand-off reservation not committed, holding the batch: %s", exc)
+        return False
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """A commit's answer (served by consume()): record what landed, count what did not."""
+        if error is not None:
+            telemetry.COMMIT_ERRORS.inc()
+            log.warning("commit failed, left to the next one: %s", error)
+            return
+        landed: dict[TP, int] = {}
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            if tp.error is not None:
+                telemetry.COMMIT_ERRORS.inc()
+                log.warning("commit of %s[%d] failed, left to the next one: %s", tp.topic, tp.partition, tp.error)
+                continue
+            landed[key] = tp.offset
+            self.offsets.reserve(key, parse_reservation(tp.metadata))
+            if self._reserving.get(key, (0, 0.0))[0] <= self.offsets.reservation(key):
+                self._reserving.pop(key, None)
+        self.offsets.mark_committed(landed)
 
     def _send(self, flight: InFlight) -> None:
         """Hand `flight` off (its batch, or the dead letter of its single message) and watch it."""
@@ -452,6 +482,8 @@ class Bridge:
 
     # --- offsets ------------------------------------------------------------------------------------
     def _commit(self, force: bool) -> None:
+        """Commit what is stored. Asynchronous in the loop (see __init__); synchronous when the partitions are
+        about to be given up (`force`: revoke, shutdown), where the commit must land before they go."""
         now = time.monotonic()
         if not force and now - self._last_commit < self.settings.bridge_commit_interval_seconds:
             return
@@ -459,16 +491,19 @@ class Bridge:
         offsets = {tp: o for tp, o in self.offsets.committable().items() if tp in self.assigned}
         if not offsets:
             return
+        partitions = [TopicPartition(t, p, o, metadata=reservation_metadata(self.offsets.reservation((t, p))))
+                      for (t, p), o in offsets.items()]
         try:
-            self.consumer.commit(offsets=[TopicPartition(t, p, o, metadata=reservation_metadata(
-                self.offsets.reservation((t, p)))) for (t, p), o in offsets.items()], asynchronous=False)
+            if force:
+                self._on_commit(None, self.consumer.commit(offsets=partitions, asynchronous=False) or [])
+            else:
+                self.consumer.commit(offsets=partitions, asynchronous=True)
         except KafkaException as exc:
             # REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID...: the tracker keeps the points,
             # the next commit offers them again (or the next owner replays from the last one that landed).
             telemetry.COMMIT_ERRORS.inc()
             log.warning("commit failed, left to the next one: %s", exc)
             return
-        self.offsets.mark_committed(offsets)
         telemetry.OFFSETS_COMMITTED.inc()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -521,6 +556,7 @@ class Bridge:
         for tp in gone:
             self.offsets.revoke(tp)
             self.committed.pop(tp, None)
+            self._reserving.pop(tp, None)
         self.batcher.drop_partitions(gone)
         self.ready = deque(b for b in (self._only_assigned(b) for b in self.ready) if b is not None)
 

@@ -23,11 +23,12 @@ class RefusingConsumer:
         self.refusals = refusals
         self.commits: list[list[Any]] = []
 
-    def commit(self, *, offsets: list[Any], asynchronous: bool) -> None:
+    def commit(self, *, offsets: list[Any], asynchronous: bool) -> list[Any]:
         if self.refusals:
             self.refusals -= 1
             raise KafkaException(KafkaError(KafkaError.ILLEGAL_GENERATION, "the group moved on"))
         self.commits.append(offsets)
+        return offsets  # a synchronous commit answers with what it committed
 
 
 def test_a_refused_commit_is_left_to_the_next_one() -> None:
