@@ -172,12 +172,12 @@ class OffsetTracker:
         return state.reserved if state is not None else 0
 
     def safe_commit_point(self, tp: TopicPartition) -> int | None:
-        """An offset that may be committed now without skipping anything unstored: the commit point, the
-        last committed offset, or (a new group) the first offset read."""
+        """The offset a reservation commit carries: the last committed one (a reservation moves no commit point:
+        commits keep their own cadence), or for a group that has none yet the first offset read."""
         state = self._partitions.get(tp)
         if state is None:
             return None
-        for candidate in (state.point, state.committed, state.first_seen):
+        for candidate in (state.committed, state.first_seen):
             if candidate is not None:
                 return candidate
         return None
