@@ -24,8 +24,9 @@ from marshmallow import ValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from panopticon import telemetry
+from panopticon.access import token_ok
 from panopticon.api.errors import envelope
-from panopticon.api.security import token_ok
+from panopticon.api.security import origin_allowed
 from panopticon.errorstream.gapfill import stored_errors
 from panopticon.errorstream.hub import REORDER_MARGIN_MS, ClientQueue, Hub, Subscriber
 from panopticon.errorstream.protocol import (
@@ -107,6 +108,10 @@ def _readyz() -> tuple[Response, int]:
 
 
 def _metrics() -> Response:
+    """Behind the same tokens as web's /metrics (the health routes stay open for probes)."""
+    tokens = current_app.config["PANOPTICON_SETTINGS"].api_auth_tokens
+    if tokens and not token_ok(request.headers.get("Authorization"), tokens):
+        return _refuse(401, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
     return Response(generate_latest(telemetry.REGISTRY), mimetype=CONTENT_TYPE_LATEST)
 
 
@@ -124,14 +129,6 @@ def _invalid(exc: ValidationError) -> Response:
     text = "; ".join(f"{name}: {' '.join(map(str, why if isinstance(why, list) else [why]))}"
                      for name, why in sorted(problems.items()))
     return _refuse(400, "invalid_parameter", text, sorted(problems)[0])
-
-
-def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
-    """Browsers always send Origin; a request without one is not cross-site, so only present ones are checked."""
-    if not allowed or origin is None or "*" in allowed:
-        return True
-    wanted = origin.strip().rstrip("/").lower()
-    return any(wanted == a.strip().rstrip("/").lower() for a in allowed)
 
 
 def _authorised(tokens: tuple[str, ...]) -> bool:
@@ -152,9 +149,10 @@ def _check_handshake() -> Response | None:
     if request.path != settings.ws_path:
         return None
     origin = request.headers.get("Origin")
-    if not origin_allowed(origin, settings.ws_allowed_origins):
-        log.info("refused a websocket from origin %r", origin)
-        return _refuse(403, "origin_not_allowed", f"Origin {origin!r} is not in WS_ALLOWED_ORIGINS")
+    if not origin_allowed(origin, request.host, settings.ws_allowed_origins, own_ports=(settings.api_port,)):
+        log.info("refused a websocket from origin %r (Host %r)", origin, request.host)
+        return _refuse(403, "origin_not_allowed",
+                       f"Origin {origin!r} is not this server's own origin and not in WS_ALLOWED_ORIGINS")
     if not _authorised(settings.api_auth_tokens):
         return _refuse(401, "unauthorized", "a valid token is required (Authorization: Bearer <token> or ?token=)")
     try:

@@ -166,7 +166,7 @@ class Relay:
 
 def run_relay(settings: Settings) -> None:
     relay = Relay(settings)
-    telemetry.serve(settings.relay_metrics_port)
+    telemetry.serve(settings.relay_metrics_port, settings.metrics_bind_host, settings.api_auth_tokens, "relay")
     signal.signal(signal.SIGTERM, relay.stop)
     signal.signal(signal.SIGINT, relay.stop)
     relay.run()
