@@ -27,13 +27,14 @@ from panopticon import telemetry
 from panopticon.access import token_ok
 from panopticon.api.errors import envelope
 from panopticon.api.security import origin_allowed
-from panopticon.errorstream.gapfill import stored_errors
+from panopticon.errorstream.gapfill import GapFills, stored_errors
 from panopticon.errorstream.hub import REORDER_MARGIN_MS, ClientQueue, Hub, Subscriber
 from panopticon.errorstream.protocol import (
     PING_FRAME,
     LiveMessage,
     StreamParams,
     notice,
+    order_key,
     parse_stream_params,
     text_frame,
 )
@@ -47,6 +48,7 @@ WAKE_S = 1.0  # a writer wakes at least this often to read (and cap) what its cl
 MAX_INBOUND_PER_WAKE = 100
 WRITE_CHUNK = 256 * 1024
 SEARCH_MAX_WINDOW = 10_000
+PLACE_WAIT_S = 5.0  # longest a reconnecting client waits for a starting process to learn the publish order
 
 
 def create_ws_app(settings: Settings | None = None, hub: Hub | None = None) -> Flask:
@@ -57,8 +59,10 @@ def create_ws_app(settings: Settings | None = None, hub: Hub | None = None) -> F
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.ws_max_inbound_bytes}
     if hub is None:
         hub = Hub(settings.redis_url(), settings.error_channel, window=settings.ws_dedupe_window,
-                  catch_up=lambda since_ms: _catch_up(app, since_ms))
+                  catch_up=lambda since_ms: _catch_up(app, since_ms), order_key=order_key(settings.error_channel),
+                  max_bytes=2 * settings.max_message_bytes + 4096)
     app.extensions["panopticon-ws-hub"] = hub
+    app.extensions["panopticon-ws-gap-fills"] = GapFills(settings.ws_gap_fill_concurrency)
     sock = Sock(app)
     app.before_request(_check_handshake)
     app.add_url_rule("/healthz", "healthz", _healthz)
@@ -96,14 +100,16 @@ def _catch_up(app: Flask, since_ms: int) -> list[LiveMessage]:
 
 
 def _healthz() -> Response:
+    """The process answers (200 even when the feed is down; `feed` says which)."""
     _hub().start()
     return jsonify(status="ok", **_hub().stats())
 
 
 def _readyz() -> tuple[Response, int]:
+    """503 while the live feed is down: not subscribed to Redis, or the hub's thread not running."""
     hub = _hub()
     hub.start()
-    ready = hub.subscribed
+    ready = hub.feed_up
     return jsonify(status="ok" if ready else "unavailable", **hub.stats()), (200 if ready else 503)
 
 
@@ -236,22 +242,32 @@ class ClientStream:
     def _gap_fill(self) -> None:
         since = self.params.since
         assert since is not None
-        already = self.hub.recent.delivered_up_to(since.cursor) if since.cursor else None
-        # A cursor this process delivered is placed exactly: look back for late-published logs and skip
-        # what was delivered up to it. Otherwise start at the time itself.
-        start = since.ms - REORDER_MARGIN_MS if already is not None else since.ms
+        recent = self.hub.recent
+        # A restarted process learns the publish order when it subscribes; wait for it (briefly) so the
+        # cursors of clients that reconnect at once are placed exactly, not by their time.
+        self.hub.placed.wait(PLACE_WAIT_S)
+        position = recent.position(since.doc_id)
+        # A placed cursor: look back for logs stored before it but published after it, and skip what was
+        # published up to it. Otherwise start at the time itself (and skip the cursor's own log).
+        start = since.ms - REORDER_MARGIN_MS if position is not None else since.ms
+        oldest = int(time.time() * 1000) - self.settings.ws_gap_fill_max_age_seconds * 1000
+        clamped = start < oldest
+        start = max(start, oldest)
+        limit = self.settings.ws_gap_fill_max
+        fills: GapFills = self.app.extensions["panopticon-ws-gap-fills"]
         try:
-            messages, skipped = stored_errors(_store(self.app), self.settings, start, self.params.filter,
-                                              self.settings.ws_gap_fill_max)
+            with fills.read((start, self.params.filter, limit), lambda: stored_errors(
+                    _store(self.app), self.settings, start, self.params.filter, limit)) as (messages, skipped):
+                fresh = [m for m in messages if m.doc_id != since.doc_id
+                         and not (position is not None and recent.published_by(m.doc_id, position))]
+                self.gap_ids = {m.doc_id for m in fresh}
+                frames = [m.frame for m in fresh]
+                frames.append(text_frame(notice("caught-up", count=len(fresh), skipped=skipped, clamped=clamped)))
+                self._write(frames)
         except StorageError as exc:
             log.warning("gap fill failed: %s", exc)
-            self._write([text_frame(notice("caught-up", count=0, skipped=0, error="logs-apm did not answer"))])
-            return
-        fresh = [m for m in messages if not (already and m.doc_id in already)]
-        self.gap_ids = {m.doc_id for m in fresh}
-        frames = [m.frame for m in fresh]
-        frames.append(text_frame(notice("caught-up", count=len(fresh), skipped=skipped)))
-        self._write(frames)
+            self._write([text_frame(notice("caught-up", count=0, skipped=0, clamped=clamped,
+                                           error="logs-apm did not answer"))])
 
     # --- live ---------------------------------------------------------------------------------------
     def _live(self) -> None:

@@ -2,12 +2,24 @@
 
 Times here are `ingested_at` (when Panopticon stored the log), not the producer's timestamp: that is
 the order the live feed follows, so "since my last message" means the same thing in both.
+
+Memory: after a `ws` restart every client reconnects at once with since=. `GapFills` bounds what one
+process reads and holds for them: at most WS_GAP_FILL_CONCURRENCY reads at a time, each of at most
+WS_GAP_FILL_MAX logs, held until the last client that shares it has written it; clients asking the
+same question (same start, same filter) while a read waits for its slot share that one read. A read
+that has started is never joined, so every client's read starts after it subscribed to the hub, and
+nothing published in between can fall through the seam.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
+from panopticon import telemetry
 from panopticon.errorstream.protocol import (
     ClientFilter,
     LiveMessage,
@@ -19,6 +31,8 @@ from panopticon.model import ERROR_LEVELS
 from panopticon.model.times import iso_ms, iso_to_ms
 from panopticon.settings import Settings
 from panopticon.storage import LOGS, SearchStore
+
+Gap = tuple[list[LiveMessage], int]  # messages oldest first, and how many more matched than the limit
 
 
 def error_query(since_ms: int, wanted: ClientFilter | None, limit: int) -> dict[str, Any]:
@@ -42,7 +56,7 @@ def error_query(since_ms: int, wanted: ClientFilter | None, limit: int) -> dict[
 
 
 def stored_errors(store: SearchStore, settings: Settings, since_ms: int, wanted: ClientFilter | None,
-                  limit: int) -> tuple[list[LiveMessage], int]:
+                  limit: int) -> Gap:
     """Messages oldest first, and how many more matched than `limit` allowed (skipped)."""
     if limit <= 0:
         return [], 0
@@ -52,8 +66,81 @@ def stored_errors(store: SearchStore, settings: Settings, since_ms: int, wanted:
     messages = []
     for hit in reversed(hits.get("hits", [])):
         source = hit["_source"]
-        cursor = make_cursor(iso_to_ms(source["ingested_at"]))
+        cursor = make_cursor(iso_to_ms(source["ingested_at"]), hit["_id"])
         messages.append(live_message(envelope(hit["_id"], cursor, source)))
     total = hits.get("total", {})
     matched = total.get("value", len(messages)) if isinstance(total, dict) else int(total)
     return messages, max(0, matched - len(messages))
+
+
+@dataclass(eq=False)
+class _Read:
+    users: int = 0
+    started: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Gap | None = None
+    error: BaseException | None = None
+
+
+class GapFills:
+    """The gap fills of one `ws` process (see the module docstring). Threads are greenlets in `ws`."""
+
+    def __init__(self, slots: int) -> None:
+        self._slots = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._joinable: dict[Hashable, _Read] = {}  # reads waiting for a slot, by question
+        self.reads = 0
+        self.shared = 0
+
+    @contextlib.contextmanager
+    def read(self, key: Hashable, fetch: Callable[[], Gap]) -> Iterator[Gap]:
+        """The answer to `key`: fetched by this caller, or shared with one that asked the same and has not
+        started yet. Held (counted against the slots) until the block ends: write inside it."""
+        with self._lock:
+            shared = self._joinable.get(key)
+            leader = shared is None
+            if shared is None:
+                shared = self._joinable[key] = _Read()
+            shared.users += 1
+        try:
+            telemetry.WS_GAP_FILL_WAITING.inc()
+            try:
+                if leader:
+                    self._fetch(key, shared, fetch)
+                else:
+                    shared.done.wait()
+                    self.shared += 1
+                    telemetry.WS_GAP_FILLS.labels("shared").inc()
+            finally:
+                telemetry.WS_GAP_FILL_WAITING.dec()
+                if leader and not shared.done.is_set():  # interrupted while waiting for a slot
+                    shared.error = RuntimeError("the shared gap-fill read was abandoned")
+                    shared.done.set()
+            if shared.error is not None:
+                raise shared.error
+            assert shared.result is not None
+            yield shared.result
+        finally:
+            with self._lock:
+                shared.users -= 1
+                last = shared.users == 0
+                if last and self._joinable.get(key) is shared:
+                    del self._joinable[key]
+            if last and shared.started:
+                self._slots.release()
+
+    def _fetch(self, key: Hashable, shared: _Read, fetch: Callable[[], Gap]) -> None:
+        self._slots.acquire()
+        with self._lock:
+            shared.started = True
+            if self._joinable.get(key) is shared:
+                del self._joinable[key]  # from now on a newcomer starts a read of its own
+        try:
+            shared.result = fetch()
+            self.reads += 1
+            telemetry.WS_GAP_FILLS.labels("read").inc()
+        except BaseException as exc:  # handed to every sharer, which re-raises it
+            shared.error = exc
+            telemetry.WS_GAP_FILLS.labels("failed").inc()
+        finally:
+            shared.done.set()

@@ -26,6 +26,7 @@ import websocket
 from confluent_kafka import Producer
 from websockets.asyncio.client import connect
 
+from panopticon.errorstream.protocol import parse_since
 from panopticon.kafka import ensure_topics, producer_config
 from panopticon.model import LEVELS
 from panopticon.model.times import iso_to_ms
@@ -197,8 +198,8 @@ def test_error_log_goes_end_to_end_and_filters_hold(namespace: Settings, store: 
     sample = everything.logs()[0]
     assert set(sample) == {"event", "cursor", "id", "log"}
     assert sample["log"]["level"] in ("ERROR", "FATAL") and sample["log"]["event_id"] == sample["id"]
-    ingested, position = sample["cursor"].split("-")
-    assert int(ingested) > 0 and ":" in position
+    since = parse_since(sample["cursor"])
+    assert since.doc_id == sample["id"] and since.ms == iso_to_ms(sample["log"]["ingested_at"])
 
 
 # --- many clients, one slow ---------------------------------------------------------------------------
@@ -421,7 +422,7 @@ def test_reconnect_with_since_gets_what_it_missed_then_live_without_duplicates(
     by_time = Client(ws_url(settings, f"since={since_time}"))
     wait_until(lambda: any(e["event"] == "caught-up" for e in by_time.events), "caught-up")
     assert set(by_time.ids()) == {d["event_id"] for d in before + missed + live}
-    times = [int(e["cursor"].split("-")[0]) for e in by_time.logs()]
+    times = [parse_since(e["cursor"]).ms for e in by_time.logs()]
     assert times == sorted(times)
 
 
