@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
-
 import pytest
 
 from panopticon.errorstream.protocol import make_cursor
