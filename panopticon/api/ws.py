@@ -219,10 +219,13 @@ class ClientStream:
         ws.sock = self.sock
         self.subscriber = Subscriber(params.filter, ClientQueue(settings.ws_client_queue_size))
         self.gap_ids: set[str] = set()
+        self.fills: GapFills = app.extensions["panopticon-ws-gap-fills"]
+        self.ticket = 0
 
     def run(self) -> None:
         # Subscribe first, then read the gap: anything published meanwhile waits in the queue.
         self.hub.add(self.subscriber)
+        self.ticket = self.fills.ticket()
         telemetry.WS_CLIENTS.inc()
         try:
             if self.params.since is not None:
@@ -254,16 +257,18 @@ class ClientStream:
         clamped = start < oldest
         start = max(start, oldest)
         limit = self.settings.ws_gap_fill_max
-        fills: GapFills = self.app.extensions["panopticon-ws-gap-fills"]
         try:
-            with fills.read((start, self.params.filter, limit), lambda: stored_errors(
-                    _store(self.app), self.settings, start, self.params.filter, limit)) as (messages, skipped):
+            with self.fills.read((start, self.params.filter, limit), lambda: stored_errors(
+                    _store(self.app), self.settings, start, self.params.filter, limit),
+                    self.ticket) as (messages, skipped):
                 fresh = [m for m in messages if m.doc_id != since.doc_id
                          and not (position is not None and recent.published_by(m.doc_id, position))]
                 self.gap_ids = {m.doc_id for m in fresh}
                 frames = [m.frame for m in fresh]
                 frames.append(text_frame(notice("caught-up", count=len(fresh), skipped=skipped, clamped=clamped)))
-                self._write(frames)
+                # One deadline for the whole gap: a client too slow to take it must not hold a slot for long.
+                with _send_deadline(self.settings.ws_send_timeout_seconds):
+                    self._write(frames)
         except StorageError as exc:
             log.warning("gap fill failed: %s", exc)
             self._write([text_frame(notice("caught-up", count=0, skipped=0, clamped=clamped,

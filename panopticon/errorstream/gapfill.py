@@ -6,9 +6,9 @@ the order the live feed follows, so "since my last message" means the same thing
 Memory: after a `ws` restart every client reconnects at once with since=. `GapFills` bounds what one
 process reads and holds for them: at most WS_GAP_FILL_CONCURRENCY reads at a time, each of at most
 WS_GAP_FILL_MAX logs, held until the last client that shares it has written it; clients asking the
-same question (same start, same filter) while a read waits for its slot share that one read. A read
-that has started is never joined, so every client's read starts after it subscribed to the hub, and
-nothing published in between can fall through the seam.
+same question (same start, same filter) share one read, as long as it started after they subscribed
+to the hub (each takes a `ticket` when it subscribes): a read from before a client subscribed could
+miss what was published in between, so such a client starts a read of its own.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def stored_errors(store: SearchStore, settings: Settings, since_ms: int, wanted:
 class _Read:
     users: int = 0
     started: bool = False
+    started_after: int = 0  # the last ticket issued when the read began: those clients may share it
     done: threading.Event = field(default_factory=threading.Event)
     result: Gap | None = None
     error: BaseException | None = None
@@ -88,19 +89,28 @@ class GapFills:
     def __init__(self, slots: int) -> None:
         self._slots = threading.BoundedSemaphore(slots)
         self._lock = threading.Lock()
-        self._joinable: dict[Hashable, _Read] = {}  # reads waiting for a slot, by question
+        self._latest: dict[Hashable, _Read] = {}  # the newest read of each question, while someone uses it
+        self._tickets = 0
         self.reads = 0
         self.shared = 0
 
-    @contextlib.contextmanager
-    def read(self, key: Hashable, fetch: Callable[[], Gap]) -> Iterator[Gap]:
-        """The answer to `key`: fetched by this caller, or shared with one that asked the same and has not
-        started yet. Held (counted against the slots) until the block ends: write inside it."""
+    def ticket(self) -> int:
+        """Taken by a client right after it subscribed to the hub."""
         with self._lock:
-            shared = self._joinable.get(key)
-            leader = shared is None
-            if shared is None:
-                shared = self._joinable[key] = _Read()
+            self._tickets += 1
+            return self._tickets
+
+    @contextlib.contextmanager
+    def read(self, key: Hashable, fetch: Callable[[], Gap], ticket: int) -> Iterator[Gap]:
+        """The answer to `key`: fetched by this caller, or shared with a read of the same question that began
+        after this caller's `ticket` (or has not begun). Held (counted against the slots) until the block
+        ends: write inside it."""
+        with self._lock:
+            shared = self._latest.get(key)
+            leader = shared is None or (shared.started and shared.started_after < ticket)
+            if leader:
+                shared = self._latest[key] = _Read()
+            assert shared is not None
             shared.users += 1
         try:
             telemetry.WS_GAP_FILL_WAITING.inc()
@@ -124,8 +134,8 @@ class GapFills:
             with self._lock:
                 shared.users -= 1
                 last = shared.users == 0
-                if last and self._joinable.get(key) is shared:
-                    del self._joinable[key]
+                if last and self._latest.get(key) is shared:
+                    del self._latest[key]
             if last and shared.started:
                 self._slots.release()
 
@@ -133,8 +143,7 @@ class GapFills:
         self._slots.acquire()
         with self._lock:
             shared.started = True
-            if self._joinable.get(key) is shared:
-                del self._joinable[key]  # from now on a newcomer starts a read of its own
+            shared.started_after = self._tickets  # clients that subscribed later start a read of their own
         try:
             shared.result = fetch()
             self.reads += 1

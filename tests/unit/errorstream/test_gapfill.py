@@ -1,4 +1,5 @@
-"""GapFills: a bounded number of reads at once, one read for clients asking the same, never a read joined late."""
+"""GapFills: a bounded number of reads at once, one read for clients asking the same, never a read that began
+before the client subscribed."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def test_clients_asking_the_same_while_a_read_waits_share_it_and_slots_bound_the
         return run
 
     def client(name: str, key: str, hold: threading.Event | None = None) -> None:
-        with fills.read(key, fetch(key)) as (messages, skipped):
+        with fills.read(key, fetch(key), fills.ticket()) as (messages, skipped):
             results[name] = messages
             if hold is not None:
                 hold.wait(10)
@@ -50,35 +51,42 @@ def test_clients_asking_the_same_while_a_read_waits_share_it_and_slots_bound_the
     assert fills.reads == 2 and fills.shared == 4
 
 
-def test_a_read_that_has_started_is_not_joined() -> None:
-    """A newcomer subscribed after the read began: sharing it could miss what was published in between."""
-    fills = GapFills(slots=2)
+def test_a_read_that_began_before_a_client_subscribed_is_not_shared_with_it() -> None:
+    """It could miss what was published between its start and the client's subscription; a client that
+    subscribed before it began shares it, even after it began."""
+    fills = GapFills(slots=3)
     inside = threading.Event()
     go_on = threading.Event()
-    calls: list[int] = []
+    calls: list[str] = []
 
     def slow_fetch():
-        calls.append(1)
+        calls.append("slow")
         inside.set()
         go_on.wait(10)
-        return [], 0
+        return ["slow"], 0
 
-    def quick_fetch():
-        calls.append(2)
-        return [], 0
+    def other_fetch():
+        calls.append("other")
+        return ["other"], 0
 
-    def early() -> None:
-        with fills.read("same", slow_fetch):
-            pass
+    early_ticket = fills.ticket()  # subscribed before the read begins
+    got: dict[str, list[str]] = {}
 
-    t = threading.Thread(target=early)
-    t.start()
+    def run(name: str, ticket: int) -> None:
+        with fills.read("same", slow_fetch if name == "first" else other_fetch, ticket) as (messages, _):
+            got[name] = messages
+
+    first = threading.Thread(target=run, args=("first", fills.ticket()))
+    first.start()
     inside.wait(10)
-    with fills.read("same", quick_fetch):
-        pass
+    early = threading.Thread(target=run, args=("early", early_ticket))
+    early.start()
+    run("late", fills.ticket())  # subscribed after the read began: a read of its own
     go_on.set()
-    t.join(10)
-    assert sorted(calls) == [1, 2]
+    first.join(10)
+    early.join(10)
+    assert sorted(calls) == ["other", "slow"]
+    assert got == {"first": ["slow"], "early": ["slow"], "late": ["other"]}
 
 
 def test_a_failed_read_fails_every_client_that_shared_it_and_frees_its_slot() -> None:
@@ -89,7 +97,7 @@ def test_a_failed_read_fails_every_client_that_shared_it_and_frees_its_slot() ->
 
     for _ in range(3):  # the slot is released each time, or the third would wait for ever
         try:
-            with fills.read("k", broken):
+            with fills.read("k", broken, fills.ticket()):
                 raise AssertionError("not reached")
         except OSError as exc:
             assert "engine down" in str(exc)
