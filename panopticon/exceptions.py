@@ -5,6 +5,8 @@
     ├── StorageError             the search engine failed us
     │   ├── EngineUnavailable    cannot reach it, timed out, or it answered 5xx/429: transient, retry later
     │   └── EngineRejected       it refused the request as invalid (4xx): retrying will not help
+    │       └── EngineMisconfigured  our credentials (401/403) or its certificate (TLS) were refused: names
+    │                                the variable to fix
     ├── KafkaUnavailable         Kafka did not acknowledge what we produced: transient, retry later
     ├── PipelineStopped          the dead-letter cap tripped: a bad deploy upstream, stop loudly
     └── QueryError               a dashboard question cannot be answered as asked
@@ -34,6 +36,10 @@ class EngineRejected(StorageError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class EngineMisconfigured(EngineRejected):
+    pass
 
 
 class KafkaUnavailable(PanopticonError):
