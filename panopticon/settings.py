@@ -525,6 +525,15 @@ def redacted(settings: Settings) -> dict[str, Any]:
     return out
 
 
+def without_password(url: str) -> str:
+    """`url` fit for a log line or an error message: the password (if any) replaced by '***'."""
+    scheme, sep, rest = url.partition("://")
+    auth, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in auth:
+        return url
+    return f"{scheme}://{auth.split(':', 1)[0]}:***@{host}"
+
+
 def to_environ(settings: Settings) -> dict[str, str]:
     """The variables that reproduce `settings` in a child process (the inverse of load_settings)."""
     out: dict[str, str] = {}

@@ -164,3 +164,13 @@ def test_every_port_defaults_to_loopback(tmp_path: Path) -> None:
     assert hosts == ["127.0.0.1"] * 5
     for line in (ROOT / "Procfile").read_text().splitlines():
         assert "0.0.0.0" not in line, line
+
+
+def test_urls_in_messages_never_carry_the_password() -> None:
+    from panopticon.settings import without_password
+
+    assert without_password("rediss://app:p%40ss@cache:6380/0?ssl_cert_reqs=required") == \
+        "rediss://app:***@cache:6380/0?ssl_cert_reqs=required"
+    assert without_password("redis://:secret@h:6379/1") == "redis://:***@h:6379/1"
+    assert without_password("redis://h:6379/1") == "redis://h:6379/1"
+    assert without_password("redis://app@h:6379/1") == "redis://app@h:6379/1"
