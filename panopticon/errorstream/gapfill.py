@@ -14,6 +14,7 @@ miss what was published in between, so such a client starts a read of its own.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 from panopticon import telemetry
 from panopticon.errorstream.protocol import (
     ClientFilter,
+    InvalidMessage,
     LiveMessage,
     envelope,
     live_message,
@@ -31,6 +33,8 @@ from panopticon.model import ERROR_LEVELS
 from panopticon.model.times import iso_ms, iso_to_ms
 from panopticon.settings import Settings
 from panopticon.storage import LOGS, SearchStore
+
+log = logging.getLogger(__name__)
 
 Gap = tuple[list[LiveMessage], int]  # messages oldest first, and how many more matched than the limit
 
@@ -66,8 +70,12 @@ def stored_errors(store: SearchStore, settings: Settings, since_ms: int, wanted:
     messages = []
     for hit in reversed(hits.get("hits", [])):
         source = hit["_source"]
-        cursor = make_cursor(iso_to_ms(source["ingested_at"]), hit["_id"])
-        messages.append(live_message(envelope(hit["_id"], cursor, source)))
+        try:
+            cursor = make_cursor(iso_to_ms(source["ingested_at"]), hit["_id"])
+            messages.append(live_message(envelope(hit["_id"], cursor, source)))
+        except (InvalidMessage, KeyError, TypeError, ValueError) as exc:  # stored before today's checks existed
+            telemetry.WS_INVALID.labels(getattr(exc, "field", "stored")).inc()
+            log.warning("left out a stored log that is not a valid error-log envelope (%s): %s", hit.get("_id"), exc)
     total = hits.get("total", {})
     matched = total.get("value", len(messages)) if isinstance(total, dict) else int(total)
     return messages, max(0, matched - len(messages))
