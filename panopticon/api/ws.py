@@ -1,8 +1,10 @@
 """The error-log WebSocket (`ws` process): `create_ws_app(settings)`, served by gunicorn's gevent worker.
 
-A handshake is checked before the upgrade, in this order: Origin (403), token (401), query string
-(400, naming the parameter), capacity (503). An accepted socket then gets, in order:
-  1. with `since=`: the ERROR/FATAL logs it missed, read from `logs-apm`, then `{"event": "caught-up"}`;
+A handshake is checked before the upgrade, in this order: Origin (403: only our own origin, loopback
+pages while WS_ALLOWED_ORIGINS is empty, and that list; see `security.origin_allowed`), token (401),
+query string (400, naming the parameter), capacity (503). An accepted socket then gets, in order:
+  1. with `since=`: the ERROR/FATAL logs it missed, read from `logs-apm` (placed exactly by the cursor,
+     through a bounded, shared `GapFills`), then `{"event": "caught-up"}`;
   2. the live feed from this process's hub, minus what step 1 already sent (no duplicates at the seam);
   3. `{"event": "dropped", "count": n}` before the next message whenever its queue overflowed;
   4. a ping (protocol ping + `{"event": "ping"}`) after WS_PING_INTERVAL_SECONDS of silence.
