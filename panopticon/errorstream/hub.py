@@ -237,6 +237,7 @@ class Hub:
                 self.restarts += 1
                 telemetry.WS_HUB_RESTARTS.inc()
                 log.error("the error hub's thread had died; starting it again (restart %d)", self.restarts)
+                self._set_subscribed(False)
                 self._thread = None
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="error-hub", daemon=True)
