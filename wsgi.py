@@ -1,21 +1,38 @@
 """WSGI entry points: `gunicorn wsgi:app` serves the API, `gunicorn -k gevent wsgi:ws_app` the error-log
 WebSocket; `flask <command>` finds the CLI here."""
 
-from panopticon.api import create_app
-from panopticon.logs import setup_logging
+import logging
+
+from panopticon.access import exposure_warning
 from panopticon.settings import load_or_exit
 
 settings = load_or_exit()
-setup_logging(settings, "web")
-app = create_app(settings)
+
+
+def _warn_if_exposed(process: str, variable: str, host: str) -> None:
+    """The Procfile binds API_BIND_HOST / WS_BIND_HOST; beyond loopback without tokens, say so once."""
+    warning = exposure_warning(process, variable, host, settings.api_auth_tokens)
+    if warning:
+        logging.getLogger("panopticon.access").warning(warning)
 
 
 def __getattr__(name: str):
-    # Built on first access only, so the `web` process never builds (or subscribes for) the ws app.
+    # Each app is built on first access only, so the `web` process never builds (or subscribes for) the
+    # ws app, and the `ws` process never builds the API.
+    from panopticon.logs import setup_logging
+
+    if name == "app":
+        from panopticon.api import create_app
+
+        setup_logging(settings, "web")
+        _warn_if_exposed("web", "API_BIND_HOST", settings.api_bind_host)
+        globals()["app"] = built = create_app(settings)
+        return built
     if name == "ws_app":
         from panopticon.api.ws import create_ws_app
 
         setup_logging(settings, "ws")
+        _warn_if_exposed("ws", "WS_BIND_HOST", settings.ws_bind_host)
         globals()["ws_app"] = built = create_ws_app(settings)
         return built
     raise AttributeError(name)

@@ -19,7 +19,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from panopticon.kafka import common_config, ensure_topics
-from panopticon.settings import Settings, load_settings, redacted
+from panopticon.settings import Settings, load_settings, redacted, without_password
 from panopticon.storage import SearchStore, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def check_stack(settings: Settings) -> list[str]:
     try:
         redis.Redis.from_url(settings.redis_url(), socket_timeout=3).ping()
     except redis.RedisError as exc:
-        problems.append(f"redis at {settings.redis_url()} does not answer: {exc}")
+        problems.append(f"redis at {without_password(settings.redis_url())} does not answer: {exc}")
     return problems
 
 

@@ -7,6 +7,8 @@
     │   │   └── PartialAnswer    it answered, but some shards failed or the search timed out: the
     │   │                        numbers would be silently smaller, so they are refused (retry later)
     │   └── EngineRejected       it refused the request as invalid (4xx): retrying will not help
+    │       └── EngineMisconfigured  our credentials (401/403) or its certificate (TLS) were refused: names
+    │                                the variable to fix
     ├── KafkaUnavailable         Kafka did not acknowledge what we produced: transient, retry later
     ├── KafkaRejected            Kafka refused what we produced (too large, not allowed): retrying will not help
     ├── PipelineStopped          the dead-letter cap tripped: a bad deploy upstream, stop loudly
@@ -42,6 +44,10 @@ class EngineRejected(StorageError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class EngineMisconfigured(EngineRejected):
+    pass
 
 
 class KafkaUnavailable(PanopticonError):

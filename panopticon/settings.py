@@ -133,6 +133,21 @@ def _url_path(raw: str) -> str:
     return value
 
 
+def _host(raw: str) -> str:
+    """An address to listen on: an IP literal or a name, never empty (there is no safe 'any' default)."""
+    value = raw.strip()
+    if not value or any(c.isspace() or c in "/@" for c in value):
+        raise ValueError(f"expected an address such as 127.0.0.1 or 0.0.0.0, got {raw!r}")
+    return value
+
+
+def _basic_auth(raw: str) -> str | None:
+    value = raw.strip()
+    if value and any(":" not in pair or pair.startswith(":") for pair in value.split(",")):
+        raise ValueError("expected user:password (comma-separate several pairs)")
+    return value or None
+
+
 def var(env: str, parse: Parser, default: str, doc: str, *, secret: bool = False, group: str = "") -> Any:
     """A settings field bound to one environment variable; `default` is given as the raw text."""
     return field(
@@ -187,6 +202,9 @@ class Settings:
     kafka_sasl_mechanism: str | None = var(
         "KAFKA_SASL_MECHANISM", _sasl_mechanism, "",
         "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS-MSK-IAM; empty for none.", group="Kafka")
+    kafka_allow_plaintext_sasl: bool = var(
+        "KAFKA_ALLOW_PLAINTEXT_SASL", _bool, "false",
+        "Allow KAFKA_SASL_MECHANISM without KAFKA_SSL (the password crosses the network in clear).", group="Kafka")
     kafka_sasl_username: str | None = var(
         "KAFKA_SASL_USERNAME", _optional_str, "", "SASL user name.", group="Kafka")
     kafka_sasl_password: str | None = var(
@@ -216,8 +234,18 @@ class Settings:
         "REDIS_HOST", _optional_str, "",
         "Redis host for the query cache and error pub/sub; empty turns the cache off.", group="Redis and Celery")
     redis_port: int = var("REDIS_PORT", _int(1, 65535), "6379", "Redis port.", group="Redis and Celery")
+    redis_username: str | None = var(
+        "REDIS_USERNAME", _optional_str, "", "Redis ACL user (with REDIS_PASSWORD); empty for the default user.",
+        group="Redis and Celery")
     redis_password: str | None = var(
         "REDIS_PASSWORD", _optional_str, "", "Redis password.", secret=True, group="Redis and Celery")
+    redis_tls: bool = var(
+        "REDIS_TLS", _bool, "false",
+        "Connect to Redis over TLS (rediss://), verifying its certificate and host name: broker, results, cache "
+        "and pub/sub alike.", group="Redis and Celery")
+    redis_ca_file: str | None = var(
+        "REDIS_CA_FILE", _path, "", "CA bundle that signs Redis's certificate (REDIS_TLS); empty: the system's.",
+        group="Redis and Celery")
     redis_db: int = var("REDIS_DB", _int(0, 15), "0", "Redis database of the cache and pub/sub.",
                         group="Redis and Celery")
     celery_broker_url: str = var(
@@ -323,16 +351,25 @@ class Settings:
 
     # --- http api and websocket ---------------------------------------------------------------------
     api_port: int = var("API_PORT", _int(1, 65535), "3001", "Port of the HTTP API (`web`).", group="API")
+    api_bind_host: str = var(
+        "API_BIND_HOST", _host, "127.0.0.1",
+        "Address `web` listens on; 0.0.0.0 opens it to other hosts (set API_AUTH_TOKENS then).", group="API")
     ws_port: int = var("WS_PORT", _int(1, 65535), "3010", "Port of the WebSocket server (`ws`).", group="API")
+    ws_bind_host: str = var(
+        "WS_BIND_HOST", _host, "127.0.0.1",
+        "Address `ws` listens on; 0.0.0.0 opens it to other hosts (set API_AUTH_TOKENS then).", group="API")
     ws_path: str = var("WS_PATH", _url_path, "/ws/error-logs", "Path of the error-log WebSocket.", group="API")
     api_auth_tokens: tuple[str, ...] = var(
         "API_AUTH_TOKENS", _csv, "", "Bearer tokens, comma separated; empty turns auth off.", secret=True,
         group="API")
     cors_origins: tuple[str, ...] = var(
-        "CORS_ORIGINS", _csv, "", "Origins allowed to call the API from a browser; '*' for any.", group="API")
+        "CORS_ORIGINS", _csv, "",
+        "Browser origins allowed to call the API besides its own; while empty, loopback origins; '*' for any.",
+        group="API")
     ws_allowed_origins: tuple[str, ...] = var(
         "WS_ALLOWED_ORIGINS", _csv, "",
-        "Origins allowed to open the WebSocket; empty allows any.", group="API")
+        "Browser origins allowed to open the WebSocket besides our own (same host and port, or the same host on "
+        "API_PORT); while empty, loopback origins too; '*' for any.", group="API")
     query_max_range_days: int = var(
         "QUERY_MAX_RANGE_DAYS", _int(1), "31", "Longest time range one query may cover.", group="API")
     query_max_page_size: int = var(
@@ -378,9 +415,19 @@ class Settings:
         "WS_GAP_FILL_MAX", _int(0, 10_000), "1000",
         "Most missed error logs sent to a client reconnecting with since=; the newest are kept.",
         group="Error stream")
+    ws_gap_fill_max_age_seconds: int = var(
+        "WS_GAP_FILL_MAX_AGE_SECONDS", _int(1, 30 * 86_400), "3600",
+        "Oldest since= a reconnecting client is served from; an older one is clamped to it (and told so).",
+        group="Error stream")
+    ws_gap_fill_concurrency: int = var(
+        "WS_GAP_FILL_CONCURRENCY", _int(1, 64), "4",
+        "Gap fills one `ws` process reads and holds at once (clients with the same since= and filter share "
+        "one); the others wait, subscribed, so memory is bounded by this x WS_GAP_FILL_MAX logs.",
+        group="Error stream")
     ws_dedupe_window: int = var(
         "WS_DEDUPE_WINDOW", _int(100, 1_000_000), "20000",
-        "Recent error-log ids one `ws` process remembers to drop repeats and place cursors.",
+        "Recent error-log ids one `ws` process remembers to drop repeats and place cursors; the relay keeps as "
+        "many in Redis, in publish order, for `ws` processes that start later.",
         group="Error stream")
     relay_metrics_port: int = var(
         "RELAY_METRICS_PORT", _int(0, 65535), "9465", "Port of the relay's Prometheus /metrics; 0 turns it off.",
@@ -389,8 +436,19 @@ class Settings:
     # --- operations ---------------------------------------------------------------------------------
     flower_port: int = var("FLOWER_PORT", _int(1, 65535), "5555", "Port of Flower.", group="Operations")
     flower_basic_auth: str | None = var(
-        "FLOWER_BASIC_AUTH", _optional_str, "", "user:password for Flower; empty for none.", secret=True,
+        "FLOWER_BASIC_AUTH", _basic_auth, "",
+        "user:password for Flower; empty: Flower listens on 127.0.0.1 only, whatever FLOWER_BIND_HOST says.",
+        secret=True, group="Operations")
+    flower_bind_host: str = var(
+        "FLOWER_BIND_HOST", _host, "127.0.0.1", "Address Flower listens on when FLOWER_BASIC_AUTH is set.",
         group="Operations")
+    metrics_bind_host: str = var(
+        "METRICS_BIND_HOST", _host, "127.0.0.1",
+        "Address of the bridge's and the relay's /metrics (bearer auth when API_AUTH_TOKENS is set).",
+        group="Operations")
+    otlp_bind_host: str = var(
+        "OTLP_BIND_HOST", _host, "127.0.0.1",
+        "Address the `otlp` receiver listens on (bearer auth when API_AUTH_TOKENS is set).", group="Operations")
     bridge_metrics_port: int = var(
         "BRIDGE_METRICS_PORT", _int(0, 65535), "9464", "Port of the bridge's Prometheus /metrics; 0 turns it off.",
         group="Operations")
@@ -399,6 +457,18 @@ class Settings:
         group="Operations")
     log_format: str = var("LOG_FORMAT", _choice("text", "json"), "text", "text or json (one object a line).",
                           group="Operations")
+
+    def __post_init__(self) -> None:
+        """Rules that involve several variables, checked whenever settings are built (`replace` too)."""
+        if getattr(self, "kafka_sasl_mechanism", None) is None:
+            return  # built field by field (no values yet), or no SASL: nothing to check
+        implied_tls = self.kafka_sasl_mechanism == "AWS-MSK-IAM" or (
+            self.kafka_aws_region and self.kafka_sasl_mechanism == "OAUTHBEARER")
+        if not (self.kafka_ssl or implied_tls or self.kafka_allow_plaintext_sasl):
+            raise ConfigError(
+                f"KAFKA_SASL_MECHANISM={self.kafka_sasl_mechanism} without KAFKA_SSL=true would send the SASL "
+                "credentials in clear: set KAFKA_SSL=true (and KAFKA_SSL_CA_FILE), or KAFKA_ALLOW_PLAINTEXT_SASL=true "
+                "to accept that")
 
     # --- derived values -----------------------------------------------------------------------------
     @property
@@ -431,9 +501,22 @@ class Settings:
         return [node.strip() for node in self.elasticsearch_node.split(",") if node.strip()]
 
     def redis_url(self, db: int | None = None) -> str:
+        """The one Redis URL of every client: broker, result backend, query cache, pub/sub.
+
+        With REDIS_TLS it is `rediss://` and asks for a verified certificate (`ssl_cert_reqs=required`, which
+        Celery's backend insists on, and REDIS_CA_FILE when set); redis-py, kombu and Celery all read these
+        query parameters, so no client needs options of its own.
+        """
         host = self.redis_host or "127.0.0.1"
-        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
-        return f"redis://{auth}{host}:{self.redis_port}/{self.redis_db if db is None else db}"
+        user = quote(self.redis_username, safe="") if self.redis_username else ""
+        auth = f"{user}:{quote(self.redis_password, safe='')}@" if self.redis_password else (f"{user}@" if user else "")
+        url = f"{'rediss' if self.redis_tls else 'redis'}://{auth}{host}:{self.redis_port}/" \
+              f"{self.redis_db if db is None else db}"
+        if self.redis_tls:
+            url += "?ssl_cert_reqs=required"
+            if self.redis_ca_file:
+                url += f"&ssl_ca_certs={quote(self.redis_ca_file, safe='')}"
+        return url
 
     @property
     def broker_url(self) -> str:
@@ -518,6 +601,15 @@ def redacted(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, f.name)
         out[f.metadata["env"]] = "***" if f.metadata["secret"] and value else value
     return out
+
+
+def without_password(url: str) -> str:
+    """`url` fit for a log line or an error message: the password (if any) replaced by '***'."""
+    scheme, sep, rest = url.partition("://")
+    auth, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in auth:
+        return url
+    return f"{scheme}://{auth.split(':', 1)[0]}:***@{host}"
 
 
 def to_environ(settings: Settings) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Every Prometheus metric Panopticon exports, listed once.
 
 Each process serves its own registry: `web` and `ws` at `/metrics` on their own port, the bridge
-and the relay on a small HTTP server of their own (BRIDGE_METRICS_PORT, RELAY_METRICS_PORT). The
+and the relay on a small HTTP server of their own (BRIDGE_METRICS_PORT, RELAY_METRICS_PORT, bound to
+METRICS_BIND_HOST and behind API_AUTH_TOKENS when it is set, like every other port). The
 bridge sees the outcome of every bulk_index task, so the ingest metrics (item outcomes, batch sizes,
 hand-off latency) are counted there, once, rather than in each worker child; Celery task runtimes
 come from Flower's own `/metrics`.
@@ -9,7 +10,19 @@ come from Flower's own `/metrics`.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+from panopticon.access import exposure_warning, token_ok
+
+log = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -102,7 +115,64 @@ WS_DROPPED = Counter(
     "panopticon_ws_messages_dropped_total", "Messages dropped for slow WebSocket clients.", registry=REGISTRY)
 
 
-def serve(port: int) -> None:
-    """Expose this process's metrics on their own port (bridge, relay); 0 turns it off."""
-    if port:
-        start_http_server(port, addr="0.0.0.0", registry=REGISTRY)
+ERRORS_SKIPPED = Counter(
+    "panopticon_error_logs_skipped_total",
+    "Messages on the error topic the relay did not publish: too_old (older than ERROR_RELAY_MAX_AGE_SECONDS) "
+    "or invalid (not a stored log document; logged with its position).", ["reason"], registry=REGISTRY)
+WS_INVALID = Counter(
+    "panopticon_ws_invalid_messages_total",
+    "Messages on the Redis channel a `ws` hub dropped before fan-out, by the field that was wrong.",
+    ["field"], registry=REGISTRY)
+WS_HUB_RESTARTS = Counter(
+    "panopticon_ws_hub_restarts_total", "Times the hub's subscriber thread died and was started again.",
+    registry=REGISTRY)
+WS_FEED_UP = Gauge(
+    "panopticon_ws_feed_up", "1 while the `ws` hub is subscribed to the Redis channel and its thread runs.",
+    registry=REGISTRY)
+WS_GAP_FILLS = Counter(
+    "panopticon_ws_gap_fills_total",
+    "since= reads by outcome: read (from logs-apm), shared (joined another client's read), failed.",
+    ["outcome"], registry=REGISTRY)
+WS_GAP_FILL_WAITING = Gauge(
+    "panopticon_ws_gap_fills_waiting", "Clients waiting for a gap-fill slot (WS_GAP_FILL_CONCURRENCY).",
+    registry=REGISTRY)
+
+
+StartResponse = Callable[..., Any]
+
+
+def metrics_app(tokens: tuple[str, ...]) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """The WSGI app of a metrics port: the registry, behind `Authorization: Bearer` when tokens are set."""
+    exposition = make_wsgi_app(REGISTRY)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if tokens and not token_ok(environ.get("HTTP_AUTHORIZATION"), tokens):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain"),
+                                                ("WWW-Authenticate", 'Bearer realm="panopticon"')])
+            return [b"a valid bearer token is required (Authorization: Bearer <token>)\n"]
+        body: Iterable[bytes] = exposition(environ, start_response)
+        return body
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        """Scrapes are not worth a log line each."""
+
+
+def serve(port: int, host: str = "127.0.0.1", tokens: tuple[str, ...] = (), process: str = "metrics") -> int:
+    """Expose this process's metrics on their own port (bridge, relay); 0 turns it off. Returns the port."""
+    if not port:
+        return 0
+    warning = exposure_warning(f"{process} /metrics", "METRICS_BIND_HOST", host, tokens)
+    if warning:
+        log.warning(warning)
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                            flags=socket.AI_PASSIVE)[0][0]
+
+    httpd = make_server(host, port, metrics_app(tokens), Server, handler_class=_QuietHandler)
+    threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True).start()
+    return int(httpd.server_port)

@@ -5,16 +5,19 @@ Auth: when tokens are configured, every route except the health routes needs
 `/openapi.json` are protected too, because they describe the data. CORS preflight (`OPTIONS`) is
 answered before auth, since browsers never send credentials on a preflight.
 
-CORS: an Origin in CORS_ORIGINS (or any, with '*') gets the allow headers; others get none, and the
-browser blocks the call. Only GET is ever allowed: the API is read-only.
+CORS: an Origin allowed by `origin_allowed` (our own origin, one in CORS_ORIGINS or any with '*', and
+loopback origins while CORS_ORIGINS is empty) gets the allow headers; others get none, and the browser
+blocks the call. Only GET is ever allowed: the API is read-only. The WebSocket handshake (`api/ws.py`)
+applies the same `origin_allowed` to WS_ALLOWED_ORIGINS, and refuses the others with 403.
 """
 
 from __future__ import annotations
 
-import hmac
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, request
 
+from panopticon.access import is_loopback, token_ok
 from panopticon.settings import Settings
 
 EXEMPT_ENDPOINTS = frozenset({"health.healthz", "health.readyz"})
@@ -23,31 +26,68 @@ EXPOSED_HEADERS = "X-Cache, X-Request-Id, Retry-After"
 PREFLIGHT_MAX_AGE = "600"
 
 
-def token_ok(header: str | None, tokens: tuple[str, ...]) -> bool:
-    """True when `header` is `Bearer <one of tokens>` (case-insensitive scheme, constant-time compare)."""
-    if not header:
-        return False
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return False
-    given = token.strip().encode()
-    matched = False
-    for candidate in tokens:  # no early exit: the time taken does not say which token was close
-        matched |= hmac.compare_digest(given, candidate.encode())
-    return matched
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
 
-def allowed_origin(origin: str | None, origins: tuple[str, ...]) -> str | None:
+def _host_port(netloc: str, scheme: str | None) -> tuple[str, int | None] | None:
+    """(lower-case host, port) of `host[:port]`; the port defaults by scheme (None: no port, no scheme).
+    None when unreadable."""
+    try:
+        parts = urlsplit(f"//{netloc.strip()}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname.lower(), port if port is not None or scheme is None else _DEFAULT_PORTS[scheme]
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...], *,
+                   own_ports: tuple[int, ...] = ()) -> bool:
+    """May a browser page at `origin` use this endpoint (the WebSocket handshake, a CORS read)?
+
+    No Origin: not a browser, nothing cross-site to refuse. Our own origin is always allowed: the host
+    and port of the request's `Host` header, or that host on one of `own_ports` (the dashboard, served
+    on API_PORT, opens the socket on WS_PORT). Any other origin must be listed in `allowed` ('*' for
+    any); while `allowed` is empty, loopback origins (127.0.0.0/8, ::1, localhost) are accepted too.
+    `null` (sandboxed frames, file: pages) is never our own origin.
+    """
+    if origin is None:
+        return True
+    wanted = origin.strip().rstrip("/").lower()
+    if "*" in allowed or any(wanted == a.strip().rstrip("/").lower() for a in allowed):
+        return True
+    try:
+        parts = urlsplit(wanted)
+    except ValueError:
+        return False
+    if parts.scheme not in _DEFAULT_PORTS:
+        return False  # "null", or not a web origin at all
+    page = _host_port(parts.netloc, parts.scheme)
+    if page is None:
+        return False
+    # A Host without a port names the default port of a scheme we may not know (TLS may end at a proxy
+    # in front of us): the host name alone decides then.
+    served = _host_port(host, None) if host else None
+    if served is not None and page[0] == served[0] and (
+            served[1] is None or page[1] == served[1] or page[1] in own_ports):
+        return True
+    return not allowed and is_loopback(page[0])
+
+
+def allowed_origin(origin: str | None, origins: tuple[str, ...], host: str | None = None, *,
+                   own_ports: tuple[int, ...] = ()) -> str | None:
     """The value of Access-Control-Allow-Origin for this request's Origin, or None."""
-    if not origin or not origins:
+    if not origin:
         return None
     if "*" in origins:
         return "*"
-    return origin if origin in origins else None
+    return origin if origin_allowed(origin, host, origins, own_ports=own_ports) else None
 
 
 def init_security(app: Flask, settings: Settings) -> None:
     tokens, origins = settings.api_auth_tokens, settings.cors_origins
+    own_ports = (settings.api_port,)
 
     @app.before_request
     def preflight_and_auth() -> Response | None:
@@ -60,7 +100,7 @@ def init_security(app: Flask, settings: Settings) -> None:
 
     @app.after_request
     def cors_headers(response: Response) -> Response:
-        allow = allowed_origin(request.headers.get("Origin"), origins)
+        allow = allowed_origin(request.headers.get("Origin"), origins, request.host, own_ports=own_ports)
         if allow is not None:
             response.headers["Access-Control-Allow-Origin"] = allow
             response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
@@ -68,6 +108,6 @@ def init_security(app: Flask, settings: Settings) -> None:
                 response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
                 response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
                 response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
-        if origins and "*" not in origins:
+        if "*" not in origins:  # the answer depends on the Origin (loopback, own origin, the list)
             response.vary.add("Origin")
         return response

@@ -1,8 +1,10 @@
 """The error-log WebSocket (`ws` process): `create_ws_app(settings)`, served by gunicorn's gevent worker.
 
-A handshake is checked before the upgrade, in this order: Origin (403), token (401), query string
-(400, naming the parameter), capacity (503). An accepted socket then gets, in order:
-  1. with `since=`: the ERROR/FATAL logs it missed, read from `logs-apm`, then `{"event": "caught-up"}`;
+A handshake is checked before the upgrade, in this order: Origin (403: only our own origin, loopback
+pages while WS_ALLOWED_ORIGINS is empty, and that list; see `security.origin_allowed`), token (401),
+query string (400, naming the parameter), capacity (503). An accepted socket then gets, in order:
+  1. with `since=`: the ERROR/FATAL logs it missed, read from `logs-apm` (placed exactly by the cursor,
+     through a bounded, shared `GapFills`), then `{"event": "caught-up"}`;
   2. the live feed from this process's hub, minus what step 1 already sent (no duplicates at the seam);
   3. `{"event": "dropped", "count": n}` before the next message whenever its queue overflowed;
   4. a ping (protocol ping + `{"event": "ping"}`) after WS_PING_INTERVAL_SECONDS of silence.
@@ -24,15 +26,17 @@ from marshmallow import ValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from panopticon import telemetry
+from panopticon.access import token_ok
 from panopticon.api.errors import envelope
-from panopticon.api.security import token_ok
-from panopticon.errorstream.gapfill import stored_errors
+from panopticon.api.security import origin_allowed
+from panopticon.errorstream.gapfill import GapFills, stored_errors
 from panopticon.errorstream.hub import REORDER_MARGIN_MS, ClientQueue, Hub, Subscriber
 from panopticon.errorstream.protocol import (
     PING_FRAME,
     LiveMessage,
     StreamParams,
     notice,
+    order_key,
     parse_stream_params,
     text_frame,
 )
@@ -46,6 +50,7 @@ WAKE_S = 1.0  # a writer wakes at least this often to read (and cap) what its cl
 MAX_INBOUND_PER_WAKE = 100
 WRITE_CHUNK = 256 * 1024
 SEARCH_MAX_WINDOW = 10_000
+PLACE_WAIT_S = 5.0  # longest a reconnecting client waits for a starting process to learn the publish order
 
 
 def create_ws_app(settings: Settings | None = None, hub: Hub | None = None) -> Flask:
@@ -56,8 +61,10 @@ def create_ws_app(settings: Settings | None = None, hub: Hub | None = None) -> F
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.ws_max_inbound_bytes}
     if hub is None:
         hub = Hub(settings.redis_url(), settings.error_channel, window=settings.ws_dedupe_window,
-                  catch_up=lambda since_ms: _catch_up(app, since_ms))
+                  catch_up=lambda since_ms: _catch_up(app, since_ms), order_key=order_key(settings.error_channel),
+                  max_bytes=2 * settings.max_message_bytes + 4096)
     app.extensions["panopticon-ws-hub"] = hub
+    app.extensions["panopticon-ws-gap-fills"] = GapFills(settings.ws_gap_fill_concurrency)
     sock = Sock(app)
     app.before_request(_check_handshake)
     app.add_url_rule("/healthz", "healthz", _healthz)
@@ -95,18 +102,24 @@ def _catch_up(app: Flask, since_ms: int) -> list[LiveMessage]:
 
 
 def _healthz() -> Response:
+    """The process answers (200 even when the feed is down; `feed` says which)."""
     _hub().start()
     return jsonify(status="ok", **_hub().stats())
 
 
 def _readyz() -> tuple[Response, int]:
+    """503 while the live feed is down: not subscribed to Redis, or the hub's thread not running."""
     hub = _hub()
     hub.start()
-    ready = hub.subscribed
+    ready = hub.feed_up
     return jsonify(status="ok" if ready else "unavailable", **hub.stats()), (200 if ready else 503)
 
 
 def _metrics() -> Response:
+    """Behind the same tokens as web's /metrics (the health routes stay open for probes)."""
+    tokens = current_app.config["PANOPTICON_SETTINGS"].api_auth_tokens
+    if tokens and not token_ok(request.headers.get("Authorization"), tokens):
+        return _refuse(401, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
     return Response(generate_latest(telemetry.REGISTRY), mimetype=CONTENT_TYPE_LATEST)
 
 
@@ -124,14 +137,6 @@ def _invalid(exc: ValidationError) -> Response:
     text = "; ".join(f"{name}: {' '.join(map(str, why if isinstance(why, list) else [why]))}"
                      for name, why in sorted(problems.items()))
     return _refuse(400, "invalid_parameter", text, sorted(problems)[0])
-
-
-def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
-    """Browsers always send Origin; a request without one is not cross-site, so only present ones are checked."""
-    if not allowed or origin is None or "*" in allowed:
-        return True
-    wanted = origin.strip().rstrip("/").lower()
-    return any(wanted == a.strip().rstrip("/").lower() for a in allowed)
 
 
 def _authorised(tokens: tuple[str, ...]) -> bool:
@@ -152,9 +157,10 @@ def _check_handshake() -> Response | None:
     if request.path != settings.ws_path:
         return None
     origin = request.headers.get("Origin")
-    if not origin_allowed(origin, settings.ws_allowed_origins):
-        log.info("refused a websocket from origin %r", origin)
-        return _refuse(403, "origin_not_allowed", f"Origin {origin!r} is not in WS_ALLOWED_ORIGINS")
+    if not origin_allowed(origin, request.host, settings.ws_allowed_origins, own_ports=(settings.api_port,)):
+        log.info("refused a websocket from origin %r (Host %r)", origin, request.host)
+        return _refuse(403, "origin_not_allowed",
+                       f"Origin {origin!r} is not this server's own origin and not in WS_ALLOWED_ORIGINS")
     if not _authorised(settings.api_auth_tokens):
         return _refuse(401, "unauthorized", "a valid token is required (Authorization: Bearer <token> or ?token=)")
     try:
@@ -215,10 +221,13 @@ class ClientStream:
         ws.sock = self.sock
         self.subscriber = Subscriber(params.filter, ClientQueue(settings.ws_client_queue_size))
         self.gap_ids: set[str] = set()
+        self.fills: GapFills = app.extensions["panopticon-ws-gap-fills"]
+        self.ticket = 0
 
     def run(self) -> None:
         # Subscribe first, then read the gap: anything published meanwhile waits in the queue.
         self.hub.add(self.subscriber)
+        self.ticket = self.fills.ticket()
         telemetry.WS_CLIENTS.inc()
         try:
             if self.params.since is not None:
@@ -238,22 +247,34 @@ class ClientStream:
     def _gap_fill(self) -> None:
         since = self.params.since
         assert since is not None
-        already = self.hub.recent.delivered_up_to(since.cursor) if since.cursor else None
-        # A cursor this process delivered is placed exactly: look back for late-published logs and skip
-        # what was delivered up to it. Otherwise start at the time itself.
-        start = since.ms - REORDER_MARGIN_MS if already is not None else since.ms
+        recent = self.hub.recent
+        # A restarted process learns the publish order when it subscribes; wait for it (briefly) so the
+        # cursors of clients that reconnect at once are placed exactly, not by their time.
+        self.hub.placed.wait(PLACE_WAIT_S)
+        position = recent.position(since.doc_id)
+        # A placed cursor: look back for logs stored before it but published after it, and skip what was
+        # published up to it. Otherwise start at the time itself (and skip the cursor's own log).
+        start = since.ms - REORDER_MARGIN_MS if position is not None else since.ms
+        oldest = int(time.time() * 1000) - self.settings.ws_gap_fill_max_age_seconds * 1000
+        clamped = start < oldest
+        start = max(start, oldest)
+        limit = self.settings.ws_gap_fill_max
         try:
-            messages, skipped = stored_errors(_store(self.app), self.settings, start, self.params.filter,
-                                              self.settings.ws_gap_fill_max)
+            with self.fills.read((start, self.params.filter, limit), lambda: stored_errors(
+                    _store(self.app), self.settings, start, self.params.filter, limit),
+                    self.ticket) as (messages, skipped):
+                fresh = [m for m in messages if m.doc_id != since.doc_id
+                         and not (position is not None and recent.published_by(m.doc_id, position))]
+                self.gap_ids = {m.doc_id for m in fresh}
+                frames = [m.frame for m in fresh]
+                frames.append(text_frame(notice("caught-up", count=len(fresh), skipped=skipped, clamped=clamped)))
+                # One deadline for the whole gap: a client too slow to take it must not hold a slot for long.
+                with _send_deadline(self.settings.ws_send_timeout_seconds):
+                    self._write(frames)
         except StorageError as exc:
             log.warning("gap fill failed: %s", exc)
-            self._write([text_frame(notice("caught-up", count=0, skipped=0, error="logs-apm did not answer"))])
-            return
-        fresh = [m for m in messages if not (already and m.doc_id in already)]
-        self.gap_ids = {m.doc_id for m in fresh}
-        frames = [m.frame for m in fresh]
-        frames.append(text_frame(notice("caught-up", count=len(fresh), skipped=skipped)))
-        self._write(frames)
+            self._write([text_frame(notice("caught-up", count=0, skipped=0, clamped=clamped,
+                                           error="logs-apm did not answer"))])
 
     # --- live ---------------------------------------------------------------------------------------
     def _live(self) -> None:

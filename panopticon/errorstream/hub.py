@@ -8,8 +8,14 @@ how many (`dropped`) when it catches up; its writer, not the hub, is the one tha
 socket, and it gives up after WS_SEND_TIMEOUT_SECONDS. Memory per client is therefore bounded by
 WS_CLIENT_QUEUE_SIZE references, whatever the client does.
 
-The hub also remembers the last WS_DEDUPE_WINDOW ids it delivered, in order: a repeat (the error topic
-is at-least-once) is dropped, and a reconnecting client's cursor is placed exactly in that order.
+Every message is checked before fan-out (`protocol.live_message`); one that fails is counted
+(`panopticon_ws_invalid_messages_total{field}`) and dropped. The subscriber thread catches what it
+expects (Redis errors: resubscribe with backoff) and what it does not (a bug: logged, counted, resubscribe);
+should it die anyway, the next request starts it again, and `/readyz` says `feed: down` meanwhile.
+
+The hub also remembers the last WS_DEDUPE_WINDOW ids in publish order: a repeat (the error topic is
+at-least-once) is dropped, and a reconnecting client's cursor is placed exactly in that order, even
+when it came from another `ws` process or from before a restart (`RecentWindow`).
 After a Redis outage the hub asks `catch_up` for what was stored meanwhile, so a message the relay
 published while this process was not subscribed still reaches the sockets.
 
@@ -27,7 +33,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-from panopticon.errorstream.protocol import ClientFilter, LiveMessage, live_message
+from panopticon import telemetry
+from panopticon.errorstream.protocol import ClientFilter, InvalidMessage, LiveMessage, live_message, parse_since
 
 log = logging.getLogger(__name__)
 
@@ -87,57 +94,89 @@ class Subscriber:
 
 
 class RecentWindow:
-    """The last `size` delivered ids, numbered in delivery order; cursor -> number for placing resumes."""
+    """The last `size` error logs in publish order (the order every subscriber of the channel receives),
+    numbered; what places a reconnecting client's cursor exactly.
+
+    Publish order is one order for every `ws` process: Redis hands each PUBLISH to all subscribers in
+    the order it ran them. A process that starts late learns the recent part of it from the relay's
+    list (`seed`); those entries are `known` but not yet delivered here, so a copy that arrives on the
+    channel afterwards is still delivered once, without taking a new number.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._ids: OrderedDict[str, int] = OrderedDict()
-        self._cursors: dict[str, int] = {}
-        self._order: deque[str] = deque()  # cursors, oldest first, to forget them with their ids
+        self._seq: OrderedDict[str, int] = OrderedDict()  # doc id -> position, oldest first
+        self._undelivered: set[str] = set()  # seeded from the relay's list, not delivered by this process
         self.last_seq = 0
         self.last_ingested_ms: int | None = None
 
     def add(self, message: LiveMessage) -> bool:
-        """Remember the message; False when its id was delivered already (a repeat)."""
-        if message.doc_id in self._ids:
-            return False
-        self.last_seq += 1
-        self._ids[message.doc_id] = self.last_seq
-        self._cursors[message.cursor] = self.last_seq
-        self._order.append(message.cursor)
+        """Remember the message; False when this process delivered its id already (a repeat)."""
+        doc_id = message.doc_id
+        if doc_id in self._seq:
+            if doc_id not in self._undelivered:
+                return False
+            self._undelivered.discard(doc_id)
+        else:
+            self._append(doc_id)
         if self.last_ingested_ms is None or message.ingested_ms > self.last_ingested_ms:
             self.last_ingested_ms = message.ingested_ms
-        while len(self._ids) > self.size:
-            self._ids.popitem(last=False)
-            self._cursors.pop(self._order.popleft(), None)
         return True
 
-    def __contains__(self, doc_id: str) -> bool:
-        return doc_id in self._ids
+    def seed(self, doc_ids: Iterable[str]) -> int:
+        """Learn positions published before this process subscribed (oldest first); only into an empty window,
+        where the numbering cannot be out of order. Returns how many were learnt."""
+        if self._seq:
+            return 0
+        for doc_id in doc_ids:
+            if doc_id not in self._seq:
+                self._append(doc_id)
+                self._undelivered.add(doc_id)
+        return len(self._seq)
 
-    def delivered_up_to(self, cursor: str) -> set[str] | None:
-        """Ids delivered at or before `cursor`, or None when the cursor is not (or no longer) known here."""
-        seq = self._cursors.get(cursor)
-        if seq is None:
-            return None
-        return {doc_id for doc_id, n in self._ids.items() if n <= seq}
+    def _append(self, doc_id: str) -> None:
+        self.last_seq += 1
+        self._seq[doc_id] = self.last_seq
+        while len(self._seq) > self.size:
+            self._undelivered.discard(self._seq.popitem(last=False)[0])
+
+    def __contains__(self, doc_id: str) -> bool:
+        return doc_id in self._seq and doc_id not in self._undelivered
+
+    def position(self, doc_id: str | None) -> int | None:
+        """The publish position of `doc_id`, or None when it is not (or no longer) known here."""
+        return self._seq.get(doc_id) if doc_id is not None else None
+
+    def published_by(self, doc_id: str, position: int) -> bool:
+        """Was `doc_id` published at or before `position` (so a client at that cursor has it)?"""
+        seq = self._seq.get(doc_id)
+        return seq is not None and seq <= position
 
 
 CatchUp = Callable[[int], Iterable[LiveMessage]]
+LOG_EVERY = 1000  # after the first 10 invalid messages, one line per this many (a flood must not flood the log)
 
 
 class Hub:
-    def __init__(self, redis_url: str, channel: str, *, window: int, catch_up: CatchUp | None = None) -> None:
+    def __init__(self, redis_url: str, channel: str, *, window: int, catch_up: CatchUp | None = None,
+                 order_key: str | None = None, max_bytes: int = 4 * 1024 * 1024,
+                 clock: Callable[[], float] = time.time) -> None:
         self.redis_url = redis_url
         self.channel = channel
+        self.order_key = order_key
         self.recent = RecentWindow(window)
         self.catch_up = catch_up
+        self.max_bytes = max_bytes
+        self.clock = clock
         self.subscribers: set[Subscriber] = set()
         self.subscribed = False
         self.delivered = 0
         self.repeats = 0
         self.invalid = 0
+        self.restarts = 0
+        self.seeded = 0
         self.pressure = False  # some queue was half full after the last delivery
+        self.placed = threading.Event()  # set once the publish order is learnt (or cannot be): cursors place
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._running = True
@@ -149,9 +188,15 @@ class Hub:
     def remove(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
 
-    def stats(self) -> dict[str, int | bool]:
-        return {"subscribed": self.subscribed, "clients": len(self.subscribers), "delivered": self.delivered,
-                "repeats": self.repeats, "invalid": self.invalid,
+    @property
+    def feed_up(self) -> bool:
+        """Subscribed, and the thread that reads the subscription is alive."""
+        return self.subscribed and self._thread is not None and self._thread.is_alive()
+
+    def stats(self) -> dict[str, int | bool | str]:
+        return {"feed": "up" if self.feed_up else "down", "subscribed": self.subscribed,
+                "clients": len(self.subscribers), "delivered": self.delivered, "repeats": self.repeats,
+                "invalid": self.invalid, "restarts": self.restarts, "seeded": self.seeded,
                 "queued": sum(len(s.queue) for s in list(self.subscribers))}
 
     # --- fan-out ------------------------------------------------------------------------------------
@@ -168,18 +213,32 @@ class Hub:
         return True
 
     def deliver_raw(self, raw: bytes) -> None:
+        """Check, then fan out: a message that fails a check is counted by field and dropped."""
         try:
-            message = live_message(raw)
-        except (ValueError, KeyError, TypeError) as exc:
-            self.invalid += 1
-            log.warning("ignoring a message on %s that is not an error-log envelope: %s", self.channel, exc)
+            message = live_message(raw, max_bytes=self.max_bytes, now_ms=int(self.clock() * 1000))
+        except InvalidMessage as exc:
+            self._reject(exc.field, str(exc), raw)
             return
         self.deliver(message)
 
+    def _reject(self, field_name: str, problem: str, raw: bytes) -> None:
+        self.invalid += 1
+        telemetry.WS_INVALID.labels(field_name).inc()
+        if self.invalid <= 10 or self.invalid % LOG_EVERY == 0:
+            log.warning("dropped a message on %s that is not a valid error-log envelope (%s; %d so far): %r",
+                        self.channel, problem, self.invalid, raw[:120])
+
     # --- the subscription ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the subscriber once per process (on the first request, after gevent has patched)."""
+        """Start the subscriber once per process (on the first request, after gevent has patched); start
+        it again if it died, which only a bug can make it do (`_run` catches everything it expects)."""
         with self._start_lock:
+            if self._thread is not None and not self._thread.is_alive() and self._running:
+                self.restarts += 1
+                telemetry.WS_HUB_RESTARTS.inc()
+                log.error("the error hub's thread had died; starting it again (restart %d)", self.restarts)
+                self._set_subscribed(False)
+                self._thread = None
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="error-hub", daemon=True)
                 self._thread.start()
@@ -191,13 +250,19 @@ class Hub:
         backoff = 0.2
         outages = 0
         while self._running:
-            client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=3, socket_keepalive=True,
-                                          health_check_interval=15)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # untyped in redis-py
+            try:
+                client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=3, socket_keepalive=True,
+                                              health_check_interval=15)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # untyped in redis-py
+            except (redis.RedisError, OSError, ValueError) as exc:
+                log.error("cannot build the redis subscription (%s); retrying", exc)
+                time.sleep(5.0)
+                continue
             try:
                 pubsub.subscribe(self.channel)
-                self.subscribed = True
+                self._set_subscribed(True)
                 log.info("subscribed to %s", self.channel)
+                self._seed(client)
                 if outages:
                     self._catch_up()
                 backoff = 0.2
@@ -206,13 +271,44 @@ class Hub:
                 if self.subscribed:
                     log.warning("redis subscription lost (%s); resubscribing", exc)
                 outages += 1
-                self.subscribed = False
+                self._set_subscribed(False)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:  # noqa: BLE001 - a bug must cost a resubscription, never the feed for good
+                log.exception("the error hub failed; resubscribing")
+                self.restarts += 1
+                telemetry.WS_HUB_RESTARTS.inc()
+                outages += 1
+                self._set_subscribed(False)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
-                self.subscribed = False
+                self._set_subscribed(False)
                 pubsub.close()
                 client.close()
+
+    def _set_subscribed(self, value: bool) -> None:
+        self.subscribed = value
+        telemetry.WS_FEED_UP.set(1 if value else 0)
+
+    def _seed(self, client: redis.Redis) -> None:
+        """Learn the recent publish order from the relay's list, once, so cursors from before this process
+        started are placed exactly. A missing list (Redis restarted empty) leaves those to the time."""
+        if self.order_key is None or self.recent.last_seq:
+            self.placed.set()
+            return
+        entries = client.lrange(self.order_key, 0, -1)
+        ids = []
+        for entry in entries:  # type: ignore[union-attr]  # a list with the sync client
+            try:
+                since = parse_since(entry.decode())
+            except (ValueError, UnicodeDecodeError):
+                continue
+            if since.doc_id is not None:
+                ids.append(since.doc_id)
+        self.seeded = self.recent.seed(ids)
+        self.placed.set()
+        log.info("learnt the publish order of the last %d error logs from %s", self.seeded, self.order_key)
 
     def _listen(self, pubsub: redis.client.PubSub) -> None:
         since_yield = 0

@@ -5,16 +5,24 @@ parses it once, and encodes it once as a WebSocket text frame that is written, b
 every socket whose filter accepts it. So the cost per socket is a filter test and a socket write.
 
 Envelope (the JSON text a client receives):
-    {"event": "error-log", "cursor": "1717000000123-2:345", "id": "<doc id>", "log": {<logs-apm document>}}
+    {"event": "error-log", "cursor": "1717000000123.Y2FydC0xMjM", "id": "<doc id>", "log": {<logs-apm document>}}
 
-A cursor is `<ingested_at epoch ms>-<partition>:<offset>`: the partition and offset of the message on
-`apm.logs.error`, prefixed with the time the log was stored, so a client that reconnects with
-`since=<cursor>` can be sent what it missed from `logs-apm` (which knows times, not Kafka offsets).
-Logs sent from `logs-apm` carry a cursor that is the time alone; every cursor is a valid `since`.
+A cursor is `<ingested_at epoch ms>.<doc id, base64url>`: the time the log was stored and the log itself,
+so it names one position exactly. A `ws` process places it in the publish order (which every `ws`
+process shares, see `hub.RecentWindow`) to send a reconnecting client exactly what it has not seen;
+when the position is too old to be known, the time bounds the read from `logs-apm`. Logs sent from
+`logs-apm` carry the same kind of cursor. Cursors of earlier versions (`<ms>-<partition>:<offset>`, and
+`<ms>` alone) are still accepted as `since`, as times.
+
+Every envelope read from Redis is checked before fan-out (`live_message`): anyone who can produce to
+the error topic or publish to the channel can send anything, and one bad message must cost a counter,
+never the feed.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import struct
 from dataclasses import dataclass
@@ -24,24 +32,38 @@ import orjson
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates
 
 from panopticon.model import ERROR_LEVELS, LEVELS
-from panopticon.model.times import iso_to_ms
+from panopticon.model.times import MAX_FUTURE_MS, MIN_TIME_MS, iso_to_ms
 
-_CURSOR = re.compile(r"^(\d{10,16})(?:-(\d{1,9}):(\d{1,19}))?$")
+_CURSOR = re.compile(r"^(\d{10,16})\.([A-Za-z0-9_-]{1,700})$")
+_OLD_CURSOR = re.compile(r"^(\d{10,16})(?:-(\d{1,9}):(\d{1,19}))?$")
+MAX_ID_CHARS = 512
 
 
 # --- cursors and times ------------------------------------------------------------------------------
-def make_cursor(ingested_ms: int, partition: int | None = None, offset: int | None = None) -> str:
-    if partition is None or offset is None:
-        return str(ingested_ms)
-    return f"{ingested_ms}-{partition}:{offset}"
+def order_key(channel: str) -> str:
+    """The Redis list in which the relay keeps the publish order of `channel` (see `relay`)."""
+    return f"{channel}:order"
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> str:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+
+
+def make_cursor(ingested_ms: int, doc_id: str) -> str:
+    """`<ms>.<id>`: URL-safe as it is, so a client can pass it back as since= without escaping."""
+    return f"{ingested_ms}.{_b64(doc_id)}"
 
 
 @dataclass(frozen=True, slots=True)
 class Since:
-    """Where a reconnecting client wants to resume: a time, and the exact cursor when it gave one."""
+    """Where a reconnecting client wants to resume: a time, and the log it saw last when it gave a cursor."""
 
     ms: int
-    cursor: str | None = None
+    doc_id: str | None = None
 
 
 def parse_since(text: str) -> Since:
@@ -49,13 +71,22 @@ def parse_since(text: str) -> Since:
     text = text.strip()
     match = _CURSOR.match(text)
     if match:
-        return Since(int(match.group(1)), text if match.group(2) is not None else None)
-    try:
-        return Since(iso_to_ms(text))
-    except ValueError:
-        raise ValueError(
-            f"expected a cursor (like 1717000000123-2:345), epoch milliseconds or an ISO 8601 time, got {text!r}"
-        ) from None
+        try:
+            doc_id = _unb64(match.group(2))
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            doc_id = ""
+        if doc_id and len(doc_id) <= MAX_ID_CHARS:
+            return Since(int(match.group(1)), doc_id)
+    else:
+        old = _OLD_CURSOR.match(text)
+        if old:  # `<ms>` or `<ms>-<partition>:<offset>` (earlier versions): the time is what we can use
+            return Since(int(old.group(1)))
+        try:
+            return Since(iso_to_ms(text))
+        except ValueError:
+            pass
+    raise ValueError(
+        f"expected a cursor (like 1717000000123.Y2FydC0x), epoch milliseconds or an ISO 8601 time, got {text[:80]!r}")
 
 
 # --- filters ------------------------------------------------------------------------------------------
@@ -167,16 +198,63 @@ class LiveMessage:
     frame: bytes
 
 
-def live_message(raw: bytes) -> LiveMessage:
-    """Parse a published envelope once; ValueError/KeyError when it is not one."""
-    data = orjson.loads(raw)
+class InvalidMessage(ValueError):
+    """A published envelope that must not reach any socket; `field` says what was wrong (the metric's label)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+def _text_or_none(log: dict[str, Any], name: str) -> str | None:
+    value = log.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidMessage(name, f"expected a string or null, got {type(value).__name__}")
+    return value
+
+
+def live_message(raw: bytes, *, max_bytes: int = 4 * 1024 * 1024, now_ms: int | None = None) -> LiveMessage:
+    """Parse and check a published envelope once; InvalidMessage names the first wrong field.
+
+    Checked: the size, JSON, the event, the id, the cursor (and a plausible time in it), that `log` is an
+    object, and the types of every field a filter or a client relies on: service_name, environment,
+    level (a known level name), level_num, trace_id, span_id.
+    """
+    if len(raw) > max_bytes:
+        raise InvalidMessage("size", f"{len(raw)} bytes, more than {max_bytes}")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidMessage("json", str(exc)[:100]) from None
+    if not isinstance(data, dict):
+        raise InvalidMessage("json", f"expected an object, got {type(data).__name__}")
     if data.get("event") != "error-log":
-        raise ValueError(f"not an error-log envelope: event={data.get('event')!r}")
-    log = data["log"]
-    cursor = str(data["cursor"])
-    level_num = log.get("level_num") or LEVELS.get(str(log.get("level", "")).upper(), 0)
-    return LiveMessage(str(data["id"]), cursor, parse_since(cursor).ms, log.get("service_name"),
-                       log.get("environment"), int(level_num), text_frame(raw))
+        raise InvalidMessage("event", f"not an error-log envelope: event={str(data.get('event'))[:40]!r}")
+    doc_id = data.get("id")
+    if not isinstance(doc_id, str) or not 0 < len(doc_id) <= MAX_ID_CHARS:
+        raise InvalidMessage("id", f"expected a string of 1 to {MAX_ID_CHARS} characters")
+    cursor = data.get("cursor")
+    try:
+        since = parse_since(cursor) if isinstance(cursor, str) else None
+    except ValueError:
+        since = None
+    if since is None:
+        raise InvalidMessage("cursor", "expected a cursor string")
+    if since.ms < MIN_TIME_MS or (now_ms is not None and since.ms > now_ms + MAX_FUTURE_MS):
+        raise InvalidMessage("cursor", f"implausible time {since.ms}")
+    log = data.get("log")
+    if not isinstance(log, dict):
+        raise InvalidMessage("log", "expected an object")
+    service, environment = _text_or_none(log, "service_name"), _text_or_none(log, "environment")
+    _text_or_none(log, "trace_id")
+    _text_or_none(log, "span_id")
+    level = log.get("level")
+    if not isinstance(level, str) or level.upper() not in LEVELS:
+        raise InvalidMessage("level", f"expected one of {', '.join(LEVELS)}")
+    level_num = log.get("level_num", LEVELS[level.upper()])
+    if not isinstance(level_num, int) or isinstance(level_num, bool) or not 0 <= level_num <= 100:
+        raise InvalidMessage("level_num", "expected an integer from 0 to 100")
+    return LiveMessage(doc_id, str(cursor), since.ms, service, environment, level_num, text_frame(raw))
 
 
 # --- websocket frames -------------------------------------------------------------------------------

@@ -1,13 +1,23 @@
 """The relay: `apm.logs.error` -> Redis pub/sub, one publish per error log, offsets committed after.
 
-    poll (first message waits, the rest are taken as they are) -> envelope (cursor, id) -> one pipelined
-    round trip of PUBLISHes -> offsets stored -> commit about once a second
+    poll (first message waits, the rest are taken as they are) -> envelope (cursor, id) -> one MULTI/EXEC
+    of PUBLISHes + the publish order (below) -> offsets stored -> commit about once a second
 
 It runs as its own process (`relay` in the Procfile), not inside the bridge: a Redis outage then
 stalls only the live feed, never ingest, and each can be restarted alone. While Redis is down the
 relay keeps the batch it could not publish and retries it with backoff; it commits nothing it has
 not published, so a crash replays (at-least-once; the `ws` hub drops repeats by id). Kafka outages
 are librdkafka's to ride out: poll simply returns nothing until the broker is back.
+
+The publish order: with its PUBLISHes, in the same transaction, the relay appends each cursor to a Redis
+list (`<ERROR_LOG_CHANNEL>:order`, the last WS_DEDUPE_WINDOW). Redis runs the transactions of several
+relays one after the other, so the list is in exactly the order every subscriber received the messages;
+a `ws` process that starts (or restarts) reads it, and places the cursors its clients reconnect with.
+
+Anyone who can produce to the error topic can send anything: a message that is not a stored log
+document (not JSON, no valid `ingested_at`, a key that is not UTF-8, nesting too deep to encode, larger
+than MAX_MESSAGE_BYTES) is skipped with its position logged and counted, and the relay goes on. The
+`ws` hub checks the fields its filters use.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from panopticon import telemetry
-from panopticon.errorstream.protocol import envelope, make_cursor
+from panopticon.errorstream.protocol import MAX_ID_CHARS, envelope, make_cursor, order_key
 from panopticon.kafka import consumer_config, ensure_topics
 from panopticon.model.times import iso_to_ms
 from panopticon.settings import Settings
@@ -34,21 +44,32 @@ BATCH = 500
 COMMIT_INTERVAL_S = 1.0
 
 
-def relay_envelope(message: Message, now_ms: int, max_age_ms: int) -> bytes | None:
-    """The envelope for one error-topic message; None when it is too old to be news (or not a log)."""
+def relay_envelope(message: Message, now_ms: int, max_age_ms: int,
+                   max_bytes: int = 1_048_576) -> tuple[bytes, str] | str:
+    """(envelope, cursor) for one error-topic message, or why it is skipped: "too_old" (not news any more)
+    or "invalid" (not a stored log document; logged)."""
+    where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+    value = message.value() or b""
     try:
-        log_doc: dict[str, Any] = orjson.loads(message.value() or b"")
+        if len(value) > max_bytes:
+            raise ValueError(f"{len(value)} bytes, more than MAX_MESSAGE_BYTES={max_bytes}")
+        log_doc = orjson.loads(value)
+        if not isinstance(log_doc, dict):
+            raise ValueError(f"expected a JSON object, got {type(log_doc).__name__}")
         ingested_ms = iso_to_ms(log_doc["ingested_at"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        log.error("skipping %s[%d]@%d: not a stored log document (%s)", message.topic(), message.partition(),
-                  message.offset(), exc)
-        return None
-    if now_ms - ingested_ms > max_age_ms:
-        return None
-    key = message.key()
-    doc_id = key.decode() if key else str(log_doc.get("event_id") or
-                                           f"{message.topic()}-{message.partition()}-{message.offset()}")
-    return envelope(doc_id, make_cursor(ingested_ms, message.partition(), message.offset()), log_doc)
+        key = message.key()
+        doc_id = key.decode() if key else str(log_doc.get("event_id") or
+                                               f"{message.topic()}-{message.partition()}-{message.offset()}")
+        if not 0 < len(doc_id) <= MAX_ID_CHARS:
+            raise ValueError(f"document id of {len(doc_id)} characters")
+        if now_ms - ingested_ms > max_age_ms:
+            return "too_old"
+        cursor = make_cursor(ingested_ms, doc_id)
+        return envelope(doc_id, cursor, log_doc), cursor
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, KeyError, TypeError, ValueError, AttributeError,
+            UnicodeDecodeError) as exc:
+        log.error("skipping %s: not a stored log document (%s)", where, str(exc)[:200])
+        return "invalid"
 
 
 class Relay:
@@ -86,13 +107,14 @@ class Relay:
         messages = self._poll()
         now_ms = int(self.clock() * 1000)
         max_age_ms = self.settings.error_relay_max_age_seconds * 1000
-        batch = []
+        batch: list[tuple[bytes, str]] = []
         for message in messages:
-            body = relay_envelope(message, now_ms, max_age_ms)
-            if body is None:
+            result = relay_envelope(message, now_ms, max_age_ms, self.settings.max_message_bytes)
+            if isinstance(result, str):
                 self.skipped += 1
+                telemetry.ERRORS_SKIPPED.labels(result).inc()
             else:
-                batch.append(body)
+                batch.append(result)
         self._publish(batch)
         for message in messages:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
@@ -118,14 +140,18 @@ class Relay:
             log.warning("kafka: %s", error)
         return False
 
-    def _publish(self, batch: list[bytes]) -> None:
+    def _publish(self, batch: list[tuple[bytes, str]]) -> None:
         """One round trip for the whole batch; on a Redis error wait and send it all again."""
         backoff = 0.2
+        order, window = order_key(self.settings.error_channel), self.settings.ws_dedupe_window
         while batch:
             try:
-                pipe = self.redis.pipeline(transaction=False)
-                for body in batch:
+                # MULTI/EXEC: the list's order is the order subscribers received, even with several relays.
+                pipe = self.redis.pipeline(transaction=True)
+                for body, _cursor in batch:
                     pipe.publish(self.settings.error_channel, body)
+                pipe.rpush(order, *(cursor for _body, cursor in batch))
+                pipe.ltrim(order, -window, -1)
                 pipe.execute()
                 self.published += len(batch)
                 telemetry.ERRORS_RELAYED.inc(len(batch))
@@ -166,7 +192,7 @@ class Relay:
 
 def run_relay(settings: Settings) -> None:
     relay = Relay(settings)
-    telemetry.serve(settings.relay_metrics_port)
+    telemetry.serve(settings.relay_metrics_port, settings.metrics_bind_host, settings.api_auth_tokens, "relay")
     signal.signal(signal.SIGTERM, relay.stop)
     signal.signal(signal.SIGINT, relay.stop)
     relay.run()

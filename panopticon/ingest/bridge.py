@@ -611,7 +611,7 @@ def _names(partitions: list[TopicPartition]) -> str:
 
 
 def run_bridge(settings: Settings, celery: Celery) -> None:
-    telemetry.serve(settings.bridge_metrics_port)
+    telemetry.serve(settings.bridge_metrics_port, settings.metrics_bind_host, settings.api_auth_tokens, "bridge")
     bridge = Bridge(settings, celery)
     signal.signal(signal.SIGTERM, bridge.stop)
     signal.signal(signal.SIGINT, bridge.stop)

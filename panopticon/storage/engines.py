@@ -2,8 +2,9 @@
 
 Each engine gets a thin transport with one method, `request`, that sends a REST call and returns the
 parsed body; everything above it (templates, bulk, search) is the same REST API on both engines. The
-engine's own exceptions are translated here, at the door, into `EngineUnavailable` (transient: retry)
-and `EngineRejected` (permanent: the request itself is wrong).
+engine's own exceptions are translated here, at the door, into `EngineUnavailable` (transient: retry),
+`EngineRejected` (permanent: the request itself is wrong) and `EngineMisconfigured` (our credentials or
+the engine's certificate were refused; the message names the variable to fix, and never its value).
 
 Why two clients: the official `elasticsearch` client refuses to talk to anything that does not send
 `X-Elastic-Product: Elasticsearch`, and `opensearch-py` is the maintained client for OpenSearch.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from panopticon.exceptions import ConfigError, EngineRejected, EngineUnavailable
+from panopticon.exceptions import ConfigError, EngineMisconfigured, EngineRejected, EngineUnavailable
 from panopticon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,26 @@ def _auth(settings: Settings) -> tuple[str, str] | None:
     return None
 
 
+def _untrusted(engine: str, settings: Settings, exc: Exception) -> EngineMisconfigured:
+    """A TLS failure: the certificate is not signed by a CA we trust, or does not name the host we asked."""
+    detail = str(exc)
+    reason = "its certificate does not name this host" if "match" in detail.lower() else \
+        "its certificate is not signed by a CA we trust"
+    ca = f"SEARCH_CA_FILE={settings.search_ca_file}" if settings.search_ca_file else "SEARCH_CA_FILE is empty"
+    return EngineMisconfigured(
+        f"{engine} TLS verification failed at {', '.join(settings.search_nodes)}: {reason} ({ca}; set "
+        "SEARCH_CA_FILE to the CA that signed it and use the host name the certificate names in "
+        "ELASTICSEARCH_NODE; OPENSEARCH_REJECT_UNAUTHORIZED=false skips the check, insecurely)", None)
+
+
+def _refused_credentials(engine: str, settings: Settings, status: int) -> EngineMisconfigured:
+    who = f"OPENSEARCH_USERNAME={settings.opensearch_username}" if settings.opensearch_username else \
+        "OPENSEARCH_USERNAME is empty"
+    what = "refused the credentials" if status == 401 else "does not allow this user to do that"
+    return EngineMisconfigured(f"{engine} {what} ({status}; {who}): check OPENSEARCH_USERNAME and "
+                               "OPENSEARCH_PASSWORD", status)
+
+
 def _problem(status: int | None, body: Any) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         error = body["error"]
@@ -75,6 +96,7 @@ class OpenSearchTransport:
     def __init__(self, settings: Settings, info: EngineInfo | None = None) -> None:
         from opensearchpy import OpenSearch
 
+        self._settings = settings
         self._client = OpenSearch(
             hosts=settings.search_nodes,
             http_auth=_auth(settings),
@@ -93,10 +115,14 @@ class OpenSearchTransport:
             params["request_timeout"] = timeout
         try:
             return self._client.transport.perform_request(method, path, params=params, body=body, headers=headers)
+        except os_exc.SSLError as exc:
+            raise _untrusted("opensearch", self._settings, exc) from exc
         except (os_exc.ConnectionError, os_exc.ConnectionTimeout) as exc:
             raise EngineUnavailable(f"opensearch unreachable: {exc.__class__.__name__}") from exc
         except os_exc.TransportError as exc:
             status = exc.status_code if isinstance(exc.status_code, int) else None
+            if status in (401, 403):
+                raise _refused_credentials("opensearch", self._settings, status) from exc
             message = _problem(status, exc.info)
             if status in _TRANSIENT_STATUSES:
                 raise EngineUnavailable(message) from exc
@@ -110,6 +136,7 @@ class ElasticsearchTransport:
     def __init__(self, settings: Settings, info: EngineInfo | None = None) -> None:
         from elasticsearch import Elasticsearch
 
+        self._settings = settings
         self._client = Elasticsearch(
             hosts=settings.search_nodes,
             basic_auth=_auth(settings),
@@ -132,9 +159,13 @@ class ElasticsearchTransport:
             path = f"{path}?{urlencode(params)}"
         try:
             return client.perform_request(method, path, headers=headers, body=body).body
+        except elastic_transport.TlsError as exc:
+            raise _untrusted("elasticsearch", self._settings, exc) from exc
         except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
             raise EngineUnavailable(f"elasticsearch unreachable: {exc.__class__.__name__}") from exc
         except ApiError as exc:
+            if exc.meta.status in (401, 403):
+                raise _refused_credentials("elasticsearch", self._settings, exc.meta.status) from exc
             message = _problem(exc.meta.status, exc.body)
             if exc.meta.status in _TRANSIENT_STATUSES:
                 raise EngineUnavailable(message) from exc

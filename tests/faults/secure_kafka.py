@@ -16,27 +16,21 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.faults.certs import make_ca, make_server_certificate
+
 ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "alice", "alice-s3cret-pw"
 STORE_PASSWORD = "keystore-pw"
 PORTS = {"internal": 19392, "controller": 19393, "sasl_plaintext": 19394, "ssl": 19395, "sasl_ssl": 19396}
 
 
-def _run(*args: str, cwd: Path) -> None:
-    subprocess.run(args, cwd=cwd, check=True, capture_output=True, timeout=120)
-
-
 def make_certificates(directory: Path) -> None:
     """A CA and a server certificate for DNS:localhost (no IP SAN), as PKCS12 for the broker."""
-    _run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-         "-days", "2", "-subj", "/CN=panopticon-test-ca", cwd=directory)
-    _run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-         "-subj", "/CN=localhost", cwd=directory)
-    (directory / "san.ext").write_text("subjectAltName=DNS:localhost\n")
-    _run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-         "-out", "server.crt", "-days", "2", "-extfile", "san.ext", cwd=directory)
-    _run("openssl", "pkcs12", "-export", "-in", "server.crt", "-inkey", "server.key", "-out", "server.p12",
-         "-password", f"pass:{STORE_PASSWORD}", cwd=directory)
+    make_ca(directory)
+    make_server_certificate(directory)
+    subprocess.run(["openssl", "pkcs12", "-export", "-in", "server.crt", "-inkey", "server.key", "-out", "server.p12",
+                    "-password", f"pass:{STORE_PASSWORD}"], cwd=directory, check=True, capture_output=True,
+                   timeout=120)
 
 
 def _jaas(mechanism: str) -> str:

@@ -39,8 +39,10 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
 
 def _sasl(mechanism: str, port: str = "sasl_plaintext", password: str = PASSWORD) -> dict:
     host = "localhost" if port == "sasl_ssl" else "127.0.0.1"
+    # SASL over a plaintext listener is refused at start unless allowed explicitly (checked in tests/unit).
     return {"kafka_brokers": f"{host}:{PORTS[port]}", "kafka_sasl_mechanism": mechanism,
-            "kafka_sasl_username": USER, "kafka_sasl_password": password}
+            "kafka_sasl_username": USER, "kafka_sasl_password": password,
+            "kafka_allow_plaintext_sasl": port == "sasl_plaintext"}
 
 
 def _tls(broker: SecureKafka, host: str = "localhost", port: str = "ssl") -> dict:

@@ -16,7 +16,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from panopticon.kafka import common_config
-from panopticon.settings import Settings, load_settings
+from panopticon.settings import Settings, load_settings, without_password
 from panopticon.storage import SearchStore, open_store
 from tests.integration.processes import ProcessGroup
 
@@ -45,7 +45,7 @@ def _check_stack(settings: Settings) -> list[str]:
     try:
         redis.Redis.from_url(settings.redis_url(), socket_timeout=3).ping()
     except redis.RedisError as exc:
-        problems.append(f"redis at {settings.redis_url()} does not answer: {exc}")
+        problems.append(f"redis at {without_password(settings.redis_url())} does not answer: {exc}")
     return problems
 
 

@@ -8,6 +8,10 @@ subscribed), with generous limits that only turn a hang into a failure; nothing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -26,9 +30,10 @@ import websocket
 from confluent_kafka import Producer
 from websockets.asyncio.client import connect
 
+from panopticon.errorstream.protocol import parse_since
 from panopticon.kafka import ensure_topics, producer_config
 from panopticon.model import LEVELS
-from panopticon.model.times import iso_to_ms
+from panopticon.model.times import iso_ms, iso_to_ms
 from panopticon.processing.documents import log_document
 from panopticon.settings import Settings
 from panopticon.storage import LOGS, SearchStore
@@ -197,8 +202,8 @@ def test_error_log_goes_end_to_end_and_filters_hold(namespace: Settings, store: 
     sample = everything.logs()[0]
     assert set(sample) == {"event", "cursor", "id", "log"}
     assert sample["log"]["level"] in ("ERROR", "FATAL") and sample["log"]["event_id"] == sample["id"]
-    ingested, position = sample["cursor"].split("-")
-    assert int(ingested) > 0 and ":" in position
+    since = parse_since(sample["cursor"])
+    assert since.doc_id == sample["id"] and since.ms == iso_to_ms(sample["log"]["ingested_at"])
 
 
 # --- many clients, one slow ---------------------------------------------------------------------------
@@ -348,6 +353,13 @@ def test_handshakes_without_token_or_from_a_foreign_origin_are_refused(namespace
 
     status, body = refused_status(url, suppress_origin=True)
     assert status == 401 and body["error"]["code"] == "unauthorized"
+    metrics = f"http://127.0.0.1:{settings.ws_port}/metrics"
+    with pytest.raises(urllib.error.HTTPError) as no_token:
+        urllib.request.urlopen(metrics, timeout=10)
+    assert no_token.value.code == 401, "ws /metrics is behind the same tokens as web's"
+    with urllib.request.urlopen(urllib.request.Request(metrics, headers={"Authorization": "Bearer other"}),
+                                timeout=10) as answer:
+        assert b"panopticon_ws_clients" in answer.read()
     assert refused_status(url, header=["Authorization: Bearer wrong"], origin="https://ops.example.com")[0] == 401
     assert refused_status(ws_url(settings, "token=wrong"), suppress_origin=True)[0] == 401
     status, body = refused_status(url, header=["Authorization: Bearer s3cret"], origin="https://evil.example.com")
@@ -374,6 +386,47 @@ def test_handshakes_without_token_or_from_a_foreign_origin_are_refused(namespace
     wait_until(lambda: any(e["event"] == "ping" for e in by_header.events), "a keep-alive ping when idle")
     assert by_header.closed is None, "a client that answers pings stays connected"
     by_header.close()
+
+
+BROWSER = ["User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0",
+           "Accept-Language: en-GB,en;q=0.9", "Cache-Control: no-cache", "Pragma: no-cache",
+           "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits", "Sec-Fetch-Dest: websocket",
+           "Sec-Fetch-Mode: websocket"]
+
+
+def test_a_browser_on_another_site_is_refused_by_default_and_our_own_pages_are_accepted(
+        namespace: Settings, processes) -> None:
+    """No WS_ALLOWED_ORIGINS, no tokens (the defaults): the handshake a browser sends from a foreign page
+    (cross-site WebSocket hijacking) is refused before the upgrade; the same origin, our dashboard's
+    origin on API_PORT and loopback pages are accepted; a client without Origin is not a browser."""
+    settings = stream_settings(namespace)
+    assert settings.ws_allowed_origins == () and settings.api_auth_tokens == ()
+    _relay, ws = start_stream(processes, settings)
+    url, port = ws_url(settings), settings.ws_port
+    # The page's host name as the browser sends it in Host: not loopback, so only the Origin rule decides.
+    host = f"apm.example:{port}"
+
+    def refused(origin: str, site: str = "cross-site") -> tuple[int, dict[str, Any]]:
+        return refused_status(url, host=host, origin=origin, header=[*BROWSER, f"Sec-Fetch-Site: {site}"])
+
+    for origin in ("https://evil.example", f"http://evil.example:{port}", "http://apm.example:8080",
+                   f"http://apm.example.evil.example:{port}", "null"):
+        status, body = refused(origin)
+        assert status == 403 and body["error"]["code"] == "origin_not_allowed", origin
+
+    def browser(origin: str, site: str) -> Client:
+        return Client(url, host=host, origin=origin, header=[*BROWSER, f"Sec-Fetch-Site: {site}"])
+
+    accepted = [browser(f"http://apm.example:{port}", "same-origin"),
+                browser(f"http://apm.example:{settings.api_port}", "same-site"),  # our dashboard
+                browser("http://localhost:5173", "cross-site"),
+                Client(url, suppress_origin=True)]
+    doc = error_doc(f"{settings.index_prefix}origin")
+    store_and_forward(settings, None, [doc])
+    for client in accepted:
+        client.wait_for_ids({doc["event_id"]}, running=ws)
+        assert client.closed is None
+    processes.wait_for_log(ws, "refused a websocket from origin 'https://evil.example'")
 
 
 # --- gap fill -------------------------------------------------------------------------------------------
@@ -421,7 +474,7 @@ def test_reconnect_with_since_gets_what_it_missed_then_live_without_duplicates(
     by_time = Client(ws_url(settings, f"since={since_time}"))
     wait_until(lambda: any(e["event"] == "caught-up" for e in by_time.events), "caught-up")
     assert set(by_time.ids()) == {d["event_id"] for d in before + missed + live}
-    times = [int(e["cursor"].split("-")[0]) for e in by_time.logs()]
+    times = [parse_since(e["cursor"]).ms for e in by_time.logs()]
     assert times == sorted(times)
 
 
@@ -568,3 +621,143 @@ def _quantiles(values: list[float]) -> str:
     ordered = sorted(values)
     p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
     return f"p50 {statistics.median(ordered):.0f} ms, p99 {p99:.0f} ms, max {ordered[-1]:.0f} ms"
+
+
+# --- a ws restart: everyone reconnects at once with since= -----------------------------------------------
+def _ws_rss(processes: ProcessGroup, ws: Running) -> int:
+    """RSS of the ws process: the gunicorn master and its worker (the worker holds the sockets)."""
+    import psutil
+
+    master = psutil.Process(ws.process.pid)
+    return master.memory_info().rss + sum(p.memory_info().rss for p in processes.children(ws))
+
+
+def _sample_peak(measure: Callable[[], int], stop: threading.Event, peak: list[int]) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(Exception):  # a process that just ended: sample again
+            peak[0] = max(peak[0], measure())
+        time.sleep(0.05)
+
+
+def _order_ids(settings: Settings) -> list[str]:
+    """The ids in the relay's publish order list (Redis), oldest first."""
+    from panopticon.errorstream.protocol import order_key
+
+    client = redis.Redis.from_url(settings.redis_url(), socket_timeout=5)
+    return [parse_since(e.decode()).doc_id for e in client.lrange(order_key(settings.error_channel), 0, -1)]
+
+
+WS_RSS_BOUND_MIB = 400  # stated in OPERATIONS.md ("Live error stream: memory")
+
+
+def test_2000_clients_reconnecting_at_once_after_a_ws_restart_get_their_gap_exactly_once(
+        namespace: Settings, store: SearchStore, processes) -> None:
+    """A ws process is killed with 2,000 clients on it. While it is down errors go on being stored and
+    published, one of them from a batch that completed out of order (stored before the last log the
+    clients saw). The new process starts; all 2,000 reconnect at once with the cursor of the last log
+    they saw. Each gets exactly what it missed (with its filter), once, then the live feed, once; the
+    process's RSS is sampled throughout and must stay under the bound OPERATIONS.md states."""
+    settings = stream_settings(namespace, ws_ping_interval_seconds=600)
+    relay, ws = start_stream(processes, settings)
+    count, run = settings.ws_max_clients, settings.index_prefix
+    filters = ["", "service=svc-a"]  # half the clients want everything, half one service
+    before = [error_doc(f"{run}b{i}", service=("svc-a", "svc-b")[i % 2]) for i in range(6)]
+
+    async def connect_all(query: Callable[[int], str]) -> list[Any]:
+        sockets: list[Any] = []
+        for start in range(0, count, 200):
+            sockets += await asyncio.gather(*(connect(ws_url(settings, query(n)), compression=None, max_size=None,
+                                                      ping_interval=None, open_timeout=120)
+                                              for n in range(start, min(count, start + 200))))
+        return sockets
+
+    async def read_until(conn: Any, done: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        while not done(events):
+            events.append(orjson.loads(await conn.recv()))
+        return events
+
+    async def first_session() -> list[str]:
+        sockets = await connect_all(lambda n: filters[n % 2])
+        await asyncio.to_thread(wait_until, lambda: hub_stats(settings)["clients"] >= count, f"{count} clients")
+        await asyncio.to_thread(store_and_forward, settings, store, before)
+        wanted = [len(before), sum(d["service_name"] == "svc-a" for d in before)]
+        seen = await asyncio.wait_for(asyncio.gather(*(
+            read_until(c, lambda ev, n=n: len(ev) >= wanted[n % 2]) for n, c in enumerate(sockets))), WAIT_S)
+        cursors = [events[-1]["cursor"] for events in seen]
+        await asyncio.gather(*(c.close() for c in sockets))
+        return cursors
+
+    cursors = asyncio.run(first_session())
+    last_seen = max(parse_since(c).ms for c in cursors)
+
+    os.killpg(ws.process.pid, signal.SIGKILL)
+    ws.process.wait(30)
+    # Stored and published while no ws process runs: one batch completed out of order (stored 20 s before
+    # the last log the clients saw, published after it), then 200 more.
+    late = error_doc(f"{run}late", service="svc-a")
+    late["ingested_at"] = iso_ms(last_seen - 20_000)
+    missed = [late] + [error_doc(f"{run}m{i:03d}", service=("svc-a", "svc-b")[i % 2], message="m" * 400)
+                       for i in range(200)]
+    store_and_forward(settings, store, missed)
+    wait_until(lambda: {d["event_id"] for d in missed} <= set(_order_ids(settings)), "the relay published them",
+               running=relay)
+    store.refresh(store.name(LOGS))
+
+    ws = processes.start("ws", settings)
+    wait_until(lambda: hub_stats(settings)["feed"] == "up", "the new ws subscribed", running=ws)
+    baseline = _ws_rss(processes, ws)
+    stop, peak = threading.Event(), [baseline]
+    sampler = threading.Thread(target=_sample_peak, args=(lambda: _ws_rss(processes, ws), stop, peak), daemon=True)
+    sampler.start()
+    after = [error_doc(f"{run}a{i}", service=("svc-a", "svc-b")[i % 2]) for i in range(6)]
+
+    async def reconnect() -> list[list[dict[str, Any]]]:
+        sockets = await asyncio.gather(*(
+            connect(ws_url(settings, "&".join(q for q in (filters[n % 2], f"since={cursors[n]}") if q)),
+                    compression=None, max_size=None, ping_interval=None, open_timeout=300)
+            for n in range(count)))
+        gaps = await asyncio.wait_for(asyncio.gather(*(
+            read_until(c, lambda ev: bool(ev) and ev[-1]["event"] == "caught-up") for c in sockets)), WAIT_S * 2)
+        await asyncio.to_thread(store_and_forward, settings, store, after)
+        wanted = [len(after), sum(d["service_name"] == "svc-a" for d in after)]
+        lives = await asyncio.wait_for(asyncio.gather(*(
+            read_until(c, lambda ev, n=n: len([e for e in ev if e["event"] == "error-log"]) >= wanted[n % 2])
+            for n, c in enumerate(sockets))), WAIT_S)
+        await asyncio.sleep(2)  # a repeat, if one could come, arrives in this time
+        tails = await asyncio.gather(*(_drain(c) for c in sockets))
+        await asyncio.gather(*(c.close() for c in sockets))
+        return [g + lv + t for g, lv, t in zip(gaps, lives, tails, strict=True)]
+
+    try:
+        sessions = asyncio.run(reconnect())
+    finally:
+        stop.set()
+        sampler.join(5)
+    fills = urllib.request.urlopen(f"http://127.0.0.1:{settings.ws_port}/metrics", timeout=10).read().decode()
+
+    for n, events in enumerate(sessions):
+        want = (lambda d: True) if n % 2 == 0 else (lambda d: d["service_name"] == "svc-a")
+        seam = [e["event"] for e in events].index("caught-up")
+        gap = [e["id"] for e in events[:seam] if e["event"] == "error-log"]
+        live = [e["id"] for e in events[seam:] if e["event"] == "error-log"]
+        # Three partitions: the live order is the relay's, not the producer's, so compare as sorted lists.
+        assert sorted(gap) == sorted(d["event_id"] for d in missed if want(d)), f"client {n}: its gap, once"
+        assert sorted(live) == sorted(d["event_id"] for d in after if want(d)), f"client {n}: the live feed, once"
+        assert not [e for e in events if e["event"] == "dropped"]
+    reads = sum(float(v) for k, v in re.findall(r'panopticon_ws_gap_fills_total\{outcome="(\w+)"\} (\S+)', fills)
+                if k == "read")
+    print(f"\n{count} clients reconnected at once with since= after a ws restart: ws RSS {baseline / 2**20:.0f} "
+          f"MiB idle -> peak {peak[0] / 2**20:.0f} MiB; {reads:.0f} reads of logs-apm for {count} gap fills")
+    assert peak[0] < WS_RSS_BOUND_MIB * 2**20, f"ws RSS peaked at {peak[0] / 2**20:.0f} MiB"
+    assert ws.alive()
+
+
+async def _drain(conn: Any) -> list[dict[str, Any]]:
+    """Whatever is already waiting on the socket (nothing, when nothing is repeated)."""
+    events = []
+    while True:
+        try:
+            events.append(orjson.loads(await asyncio.wait_for(conn.recv(), 0.05)))
+        except TimeoutError:
+            return [e for e in events if e["event"] != "ping"]

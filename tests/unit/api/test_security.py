@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from panopticon.api.security import allowed_origin, token_ok
+from panopticon.access import token_ok
+from panopticon.api.security import allowed_origin
 
 
 @pytest.mark.parametrize(
@@ -22,3 +23,7 @@ def test_allowed_origin() -> None:
     assert allowed_origin("https://b", ("*",)) == "*"
     assert allowed_origin(None, ("*",)) is None
     assert allowed_origin("https://a", ()) is None
+    # The default (empty list) admits loopback pages and our own origin, nothing else.
+    assert allowed_origin("http://localhost:5173", ()) == "http://localhost:5173"
+    assert allowed_origin("https://evil.example", (), "api.example:3001") is None
+    assert allowed_origin("http://api.example:3001", (), "api.example:3001") == "http://api.example:3001"
