@@ -266,7 +266,8 @@ class Bridge:
         for tp, (first, last) in flight.batch.offset_ranges().items():
             self.offsets.done(tp, first, last)
         self.throughput.batches_done += 1
-        self.cap.record(len(flight.batch.messages), int(outcome.get("dead_lettered", 0)))
+        # Items, not messages: one OTLP record holds many, each of which may be dead-lettered alone.
+        self.cap.record(int(outcome.get("items", len(flight.batch.messages))), int(outcome.get("dead_lettered", 0)))
 
     def _retry(self, flight: InFlight, why: str) -> None:
         batch = self._only_assigned(flight.batch)
