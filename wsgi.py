@@ -1,5 +1,6 @@
 """WSGI entry points: `gunicorn wsgi:app` serves the API, `gunicorn -k gevent wsgi:ws_app` the error-log
-WebSocket; `flask <command>` finds the CLI here."""
+WebSocket, `gunicorn -c python:panopticon.otlp.gunicorn wsgi:otlp_app` the OTLP receiver; `flask <command>`
+finds the CLI here."""
 
 from panopticon.api import create_app
 from panopticon.logs import setup_logging
@@ -18,4 +19,10 @@ def __getattr__(name: str):
         setup_logging(settings, "ws")
         globals()["ws_app"] = built = create_ws_app(settings)
         return built
+    if name == "otlp_app":
+        from panopticon.otlp import create_otlp_app
+
+        setup_logging(settings, "otlp")
+        globals()["otlp_app"] = otlp = create_otlp_app(settings)
+        return otlp
     raise AttributeError(name)

@@ -1,6 +1,6 @@
 """Every Prometheus metric Panopticon exports, listed once.
 
-Each process serves its own registry: `web` and `ws` at `/metrics` on their own port, the bridge
+Each process serves its own registry: `web`, `ws` and `otlp` at `/metrics` on their own port, the bridge
 and the relay on a small HTTP server of their own (BRIDGE_METRICS_PORT, RELAY_METRICS_PORT). The
 bridge sees the outcome of every bulk_index task, so the ingest metrics (item outcomes, batch sizes,
 hand-off latency) are counted there, once, rather than in each worker child; Celery task runtimes
@@ -50,6 +50,21 @@ ERRORS_FORWARDED = Counter(
     "panopticon_error_logs_forwarded_total", "ERROR/FATAL logs copied to the error topic.", registry=REGISTRY)
 OFFSETS_COMMITTED = Counter(
     "panopticon_offset_commits_total", "Offset commits made by the bridge.", registry=REGISTRY)
+
+# --- otlp receiver (otlp) -------------------------------------------------------------------------------
+OTLP_REQUESTS = Counter(
+    "panopticon_otlp_requests_total", "OTLP/HTTP export requests answered, by signal and HTTP status.",
+    ["signal", "status"], registry=REGISTRY)
+OTLP_REQUEST_SECONDS = Histogram(
+    "panopticon_otlp_request_seconds", "OTLP/HTTP request latency, Kafka's acknowledgement included.", ["signal"],
+    buckets=_SECONDS_BUCKETS, registry=REGISTRY)
+OTLP_ITEMS = Counter(
+    "panopticon_otlp_items_total",
+    "Spans / log records of OTLP requests: accepted (acknowledged by Kafka) or rejected (partial_success).",
+    ["signal", "outcome"], registry=REGISTRY)
+OTLP_BYTES = Counter(
+    "panopticon_otlp_bytes_total", "Bytes of OTLP request bodies after decompression.", ["signal"],
+    registry=REGISTRY)
 
 # --- query api (web) ------------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(
