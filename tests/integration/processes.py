@@ -49,6 +49,9 @@ class ProcessGroup:
             "ws": [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{settings.ws_port}",
                    "--worker-class", "gevent", "--worker-connections", "2100", "--workers", "1",
                    "--graceful-timeout", "5", "--no-control-socket", "wsgi:ws_app"],
+            # As the Procfile's `otlp`, on the test's OTLP_HTTP_PORT.
+            "otlp": [sys.executable, "-m", "gunicorn", "--config", "python:panopticon.otlp.gunicorn",
+                     "wsgi:otlp_app"],
         }
         env = {**os.environ, **to_environ(settings), **(extra_env or {})}
         log_path = self.logs / f"{name}-{len(self.running)}.log"
