@@ -184,6 +184,7 @@ def stack_pids() -> dict[str, int]:
 def settings_record(settings: Settings) -> dict[str, Any]:
     """The settings a figure was measured with (secrets redacted; per-run names left out)."""
     skip = {"INDEX_PREFIX", "KAFKA_APM_LOG_TOPIC", "KAFKA_APM_SPAN_TOPIC", "KAFKA_APM_LOG_ERROR_TOPIC",
-            "KAFKA_APM_DLQ_TOPIC", "KAFKA_OTLP_SPAN_TOPIC", "KAFKA_OTLP_LOG_TOPIC", "KAFKA_CONSUMER_GROUP", "ERROR_RELAY_GROUP", "CELERY_QUEUE",
+            "KAFKA_APM_DLQ_TOPIC", "KAFKA_OTLP_SPAN_TOPIC", "KAFKA_OTLP_LOG_TOPIC", "KAFKA_CONSUMER_GROUP",
+            "ERROR_RELAY_GROUP", "CELERY_QUEUE",
             "METRICS_CACHE_PREFIX", "ERROR_LOG_CHANNEL"}
     return {k: v for k, v in redacted(settings).items() if k not in skip}

@@ -33,7 +33,7 @@ def test_topics_map_to_streams_with_this_deployments_names() -> None:
                                                              "a.otlp_logs": "otlp_logs"}
     assert table["a.logs"].forwards_errors and not table["a.spans"].forwards_errors
     assert table["a.otlp_logs"].forwards_errors and not table["a.otlp_spans"].forwards_errors
-    assert flow.ERROR_FORWARDING_DATA_STREAMS == {flow.LOGS}
+    assert frozenset({flow.LOGS}) == flow.ERROR_FORWARDING_DATA_STREAMS
 
 
 def test_otlp_streams_take_their_size_limit_and_encoding_from_settings() -> None:
