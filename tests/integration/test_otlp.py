@@ -11,10 +11,8 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import orjson
-import psutil
 import pytest
 import requests
 from confluent_kafka import Producer
@@ -34,7 +32,7 @@ from panopticon.kafka import producer_config
 from panopticon.rollup import job
 from panopticon.settings import Settings
 from panopticon.storage import LOGS, TRACES, SearchStore
-from tests.integration.processes import ProcessGroup, Running
+from tests.integration.processes import ProcessGroup, Receiver, free_port, start_receiver
 from tests.integration.traffic import id_counts, read_topic
 from tests.otel import (
     MS,
@@ -50,39 +48,6 @@ from tests.otel import (
 )
 
 MINUTE_MS = 60_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Receiver:
-    settings: Settings
-    url: str
-    process: Running
-
-    def rss(self) -> int:
-        """Resident memory of the receiver (gunicorn's arbiter and its worker)."""
-        root = psutil.Process(self.process.process.pid)
-        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-
-
-def start_receiver(processes: ProcessGroup, settings: Settings) -> Receiver:
-    process = processes.start("otlp", settings)
-    url = f"http://127.0.0.1:{settings.otlp_http_port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return Receiver(settings, url, process)
-        except requests.ConnectionError:
-            pass
-        assert process.alive(), process.log_tail()
-        assert time.monotonic() < deadline, f"otlp did not answer in 60 s:\n{process.log_tail()}"
-        time.sleep(0.3)
 
 
 @pytest.fixture
