@@ -244,6 +244,10 @@ class Settings:
         group="Ingest")
     bulk_batch_bytes_mb: float = var(
         "BULK_BATCH_BYTES_MB", _float(0.001, 100), "5", "Megabytes per batch (size trigger).", group="Ingest")
+    otlp_batch_bytes_mb: float = var(
+        "OTLP_BATCH_BYTES_MB", _float(0.001, 100), "1",
+        "Megabytes per batch of OTLP records (size trigger; about 6,000 spans of 170 bytes: an OTLP record holds a "
+        "whole export request, so BULK_BATCH_SIZE, which counts records, would make huge bulks).", group="Ingest")
     bulk_flush_interval_ms: int = var(
         "BULK_FLUSH_INTERVAL_MS", _int(1, 600_000), "250", "Oldest message age that closes a batch (timer trigger).",
         group="Ingest")

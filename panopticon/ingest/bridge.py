@@ -119,6 +119,7 @@ class Bridge:
             max_count=settings.bulk_batch_size,
             max_bytes=int(settings.bulk_batch_bytes_mb * 1024 * 1024),
             max_age_s=settings.bulk_flush_interval_ms / 1000,
+            max_bytes_by_stream={s.name: s.batch_bytes(settings) for s in self.streams.values()},
         )
         self.offsets = OffsetTracker()
         self.ready: deque[Batch] = deque()
