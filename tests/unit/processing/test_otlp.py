@@ -368,3 +368,102 @@ def test_the_decoders_never_raise_on_arbitrary_bytes() -> None:
             for item in traces(bytes(mutated), encoding) + logs(bytes(mutated), encoding):
                 assert isinstance(item, Decoded | Rejected)
                 assert not (isinstance(item, Rejected) and item.reason.startswith("internal error")), item.reason
+
+
+# --- the OTLP/JSON fast path ---------------------------------------------------------------------
+
+
+def _slow(data: dict, kind: str):
+    """protobuf's own parser on `data`, as the codec runs it when the fast path is unsure."""
+    import copy
+
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from panopticon.processing import otlp_codec
+
+    data = copy.deepcopy(data)
+    levels = otlp_codec._TRACE_LEVELS if kind == "traces" else otlp_codec._LOG_LEVELS
+    message = ExportTraceServiceRequest() if kind == "traces" else ExportLogsServiceRequest()
+    otlp_codec._convert_ids(data, levels, links=True, convert=otlp_codec._hex_to_base64, where="")
+    json_format.ParseDict(data, message, ignore_unknown_fields=True)
+    return message
+
+
+def _json_samples() -> list[tuple[str, dict]]:
+    from opentelemetry.trace import Link
+
+    with recorded_spans(resource("fast", version="1.2", replicas=3, ratio=0.5, on=True,
+                                 tags=["a", "b"])) as (tracer, exporter):
+        server_trace(tracer, fail=True, children=2, attributes={"list": [1, 2], "f": 1.25, "b": False,
+                                                                 "neg": -7})
+        first = exporter.get_finished_spans()[0]
+        span = tracer.start_span("linked", links=[Link(first.context, {"why": "x"})], kind=SpanKind.CONSUMER)
+        span.add_event("retry", {"attempt": 2})
+        span.set_status(Status(StatusCode.OK))
+        span.end()
+        spans = exporter.get_finished_spans()
+    records = log_records(["text", 5, 1.5, True, ["x", 2], {"k": {"deep": [1]}}, None],
+                          severity=SeverityNumber.WARN, severity_text="WARN", trace_id=0xABC, span_id=0xDEF,
+                          attributes={"n": 1})
+    return [("traces", orjson.loads(json_encode_spans(spans).to_json())),
+            ("logs", orjson.loads(json_encode_logs(records).to_json())),
+            ("traces", orjson.loads(serialize(encode_spans(spans), "otlp_json"))),
+            ("logs", orjson.loads(serialize(encode_logs(records), "otlp_json")))]
+
+
+def _paths(node, prefix=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield (*prefix, key)
+            yield from _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for n, value in enumerate(node):
+            yield (*prefix, n)
+            yield from _paths(value, (*prefix, n))
+
+
+def test_the_otlp_json_fast_path_equals_protobufs_parser() -> None:
+    import copy
+    import random
+
+    from panopticon.processing.otlp_codec import _fast_request
+
+    rng = random.Random(16)
+    replacements = [None, "x", "12", "-3", "NaN", 5, -1, 2**63, 1.5, True, [], {}, "0a0B", "zz", [{}], {"x": 1}]
+    checked = taken = 0
+    for kind, sample in _json_samples():
+        empty = _slow({}, kind)
+        fast = _fast_request(copy.deepcopy(sample), empty)
+        assert fast is not None, "the SDK's own OTLP/JSON must take the fast path"
+        assert fast == _slow(sample, kind)
+        paths = list(_paths(sample))
+        for _ in range(600):
+            data = copy.deepcopy(sample)
+            for _ in range(rng.randint(1, 3)):
+                *parents, last = rng.choice(paths)
+                node = data
+                try:
+                    for step in parents:
+                        node = node[step]
+                    action = rng.random()
+                    if isinstance(node, dict) and action < 0.15:
+                        node.pop(last, None)
+                    elif isinstance(node, dict) and action < 0.3:
+                        node[f"{last}_unknown" if rng.random() < 0.5 else "future"] = 1
+                    else:
+                        node[last] = rng.choice(replacements)
+                except (KeyError, IndexError, TypeError):
+                    continue
+            try:  # as a client would send it: JSON (keys become strings; ints beyond 64 bits cannot be sent)
+                data = orjson.loads(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS))
+            except orjson.JSONEncodeError:
+                continue
+            got = _fast_request(copy.deepcopy(data), empty)
+            checked += 1
+            if got is None:
+                continue
+            taken += 1
+            assert got == _slow(data, kind), data
+    assert checked > 2000 and taken > 100, (checked, taken)
