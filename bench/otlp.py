@@ -2,8 +2,10 @@
 
 * JSON path: the spans as JSON messages produced to `apm.spans`, then bridge -> worker -> engine (backlog).
 * OTLP path: the same spans as ExportTraceServiceRequests of 512 spans (the SDK's default batch, encoded by
-  the SDK's own encoder) POSTed to the real `otlp` process by a few concurrent clients -- which measures
-  `/v1/traces` requests/s and latency, and the receiver's CPU -- then bridge -> worker -> engine (backlog).
+  the SDK's own encoder) POSTed to the real `otlp` process by a few concurrent clients (the receiver's CPU
+  per span), then bridge -> worker -> engine (backlog).
+* `/v1/traces` alone: thousands of those requests (round robin) against a receiver with nothing else
+  running: requests/s and latency percentiles.
 
 Both pipeline legs start from a full topic and are timed the same way as the ingest section (first to last
 refresh that shows documents), with CPU seconds per 1,000 spans for each process; the goal is a worker that
@@ -125,6 +127,25 @@ def otlp_pipeline_run(stack: Settings, requests: Sequence[tuple[bytes, list[str]
             "machine_busy": meter.machine_busy}
 
 
+def receiver_load(stack: Settings, bodies: Sequence[bytes], requests: int, *, logs_dir: Path) -> dict[str, Any]:
+    """`/v1/traces` alone (no bridge or worker running): `requests` POSTs of the given 512-span bodies, round
+    robin, from CLIENTS connections; requests/s, latency percentiles and the receiver's CPU per request."""
+    launcher = Launcher(logs_dir)
+    with namespace(stack, "otlpload", otlp_http_port=_free_port()) as (settings, _store):
+        try:
+            receiver = launcher.start("otlp", settings)
+            _wait_healthy(settings.otlp_http_port, receiver)
+            meter = CpuMeter({"otlp": receiver.popen.pid})
+            meter.start()
+            result = post_all(settings.otlp_http_port, [bodies[n % len(bodies)] for n in range(requests)])
+            meter.stop()
+        finally:
+            launcher.stop_all()
+    result["receiver_cpu_ms_per_request"] = round(meter.seconds["otlp"] * 1000 / requests, 2)
+    result["machine_busy"] = meter.machine_busy
+    return result
+
+
 def run(stack: Settings, out: dict[str, Any], *, quick: bool, logs_dir: Path) -> None:
     """Fill `out` (the "otlp" section of latest.json)."""
     count = 20_000 if quick else 100_000
@@ -145,8 +166,10 @@ def run(stack: Settings, out: dict[str, Any], *, quick: bool, logs_dir: Path) ->
     otlp_run = otlp_pipeline_run(stack, requests, config, logs_dir=logs_dir)
     out["json"] = json_run
     out["otlp_proto"] = otlp_run
-    out["v1_traces_requests_per_s"] = otlp_run["http"]["requests_per_s"]
-    out["v1_traces_p99_ms"] = otlp_run["http"]["p99_ms"]
+    load = receiver_load(stack, [body for body, _ in requests], 500 if quick else 3000, logs_dir=logs_dir)
+    out["v1_traces_load"] = load
+    out["v1_traces_requests_per_s"] = load["requests_per_s"]
+    out["v1_traces_p99_ms"] = load["p99_ms"]
     out["eps_json"], out["eps_otlp"] = json_run["eps"], otlp_run["eps"]
     worker_json = json_run["cpu_s_per_1000"].get("worker")
     worker_otlp = otlp_run["cpu_s_per_1000"].get("worker")

@@ -155,16 +155,17 @@ def _error_lines(e: dict[str, Any]) -> list[str]:
 def _otlp_lines(o: dict[str, Any]) -> list[str]:
     if why := _not_run(o):
         return ["## OTLP", "", f"not run: {why}"]
-    http = o["otlp_proto"]["http"]
+    http = o.get("v1_traces_load") or o["otlp_proto"]["http"]
     lines = ["## OTLP (the same spans as JSON and as OTLP protobuf, side by side)", "",
              f"{o['spans']:,} spans; {o['mean_bytes_per_span']['json']} bytes a span as JSON, "
              f"{o['mean_bytes_per_span']['otlp_proto']} as OTLP protobuf in requests of {o['batch_spans']}.", "",
              f"- JSON path (apm.spans -> bridge -> worker): **{_fmt(o['eps_json'])} spans/s**",
              f"- OTLP path (POST /v1/traces -> otlp -> otlp_spans -> bridge -> worker): "
              f"**{_fmt(o['eps_otlp'])} spans/s** (pipeline from a full topic)",
-             f"- `/v1/traces`, {http['clients']} clients, {o['batch_spans']} spans a request: "
-             f"**{_fmt(http['requests_per_s'])} requests/s**, p50 {_fmt(http['p50_ms'], ' ms')}, "
-             f"p99 {_fmt(http['p99_ms'], ' ms')}",
+             f"- `/v1/traces` alone, {http['requests']:,} requests from {http['clients']} clients, "
+             f"{o['batch_spans']} spans a request: **{_fmt(http['requests_per_s'])} requests/s**, p50 "
+             f"{_fmt(http['p50_ms'], ' ms')}, p99 {_fmt(http['p99_ms'], ' ms')}, receiver CPU "
+             f"{_fmt(http.get('receiver_cpu_ms_per_request'), ' ms')} a request",
              f"- worker CPU per span, OTLP / JSON: **{_fmt(o['worker_cpu_ratio_otlp_to_json'])}**", "",
              "| CPU s per 1,000 spans | otlp | bridge | worker |", "| --- | --- | --- | --- |"]
     for name, run in (("JSON", o["json"]), ("OTLP protobuf", o["otlp_proto"])):
