@@ -21,7 +21,10 @@ from opentelemetry.exporter.otlp.json.http.trace_exporter import OTLPSpanExporte
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -198,10 +201,27 @@ def test_kafka_records_as_the_collector_writes_them_key_nil_and_trace_id(namespa
         producer.produce(namespace.kafka_otlp_span_topic, encode_spans(group).SerializeToString(),
                          key=f"{trace_id:032x}".encode())
     producer.produce(namespace.kafka_otlp_log_topic, encode_logs(records).SerializeToString())
+    # A good record with one bad span: that span alone is dead-lettered, with its index.
+    with recorded_spans(resource("collector-fed")) as (tracer, memory):
+        one_trace_per_request(tracer, 3, start_ns, fail_every=100)
+        mixed = memory.get_finished_spans()
+    request = encode_spans(mixed)
+    request.resource_spans[0].scope_spans[0].spans[4].ClearField("trace_id")
+    bad_span = request.resource_spans[0].scope_spans[0].spans[4].span_id.hex()
+    producer.produce(namespace.kafka_otlp_span_topic, request.SerializeToString())
+    producer.produce(namespace.kafka_otlp_span_topic, b"\x0a\xff\x01 truncated")  # not decodable: whole record
     assert producer.flush(30) == 0
-    exceptions = 6
+    exceptions = 6 + 1
+    spans = (*spans, *(s for s in mixed if f"{s.context.span_id:016x}" != bad_span))
     assert wait_stored(store, len(spans), len(records) + exceptions) == (len(spans), len(records) + exceptions)
     assert set(id_counts(store, TRACES, "span_id")) == hex_ids(spans)
+    letters = {dict(m.headers()).get("panopticon.source.index"): m for m in read_topic(namespace,
+                                                                                     namespace.kafka_apm_dlq_topic)}
+    assert set(letters) == {b"4", None}
+    alone = ExportTraceServiceRequest.FromString(letters[b"4"].value())
+    assert [s.span_id.hex() for s in alone.resource_spans[0].scope_spans[0].spans] == [bad_span]
+    assert dict(letters[b"4"].headers())["panopticon.error.reason"] == b"traceId: missing (empty or all zero)"
+    assert dict(letters[None].headers())["panopticon.error.reason"].startswith(b"not a protobuf")
 
     # Replayed records (the Collector retried, or the bridge read them again) store nothing twice.
     producer.produce(namespace.kafka_otlp_span_topic, encode_spans(spans[:half]).SerializeToString())
