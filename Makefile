@@ -31,14 +31,17 @@ stack-down:
 stack-status:
 	bash infra/stack.sh status
 
-# The Procfile plus one process that keeps sample traffic flowing, so a new user sees data.
+# The Procfile plus two processes that keep sample traffic flowing, so a new user sees data: JSON to Kafka,
+# and a service instrumented with the OpenTelemetry SDK exporting OTLP to the `otlp` process.
 run: venv stack-up
 	@mkdir -p .stack
-	@{ cat Procfile; echo 'sample: flask send-sample --count 200 --rate 200 --forever'; } > .stack/Procfile.run
+	@{ cat Procfile; echo 'sample: flask send-sample --count 200 --rate 200 --forever'; \
+	   echo 'otlp-sample: flask send-otlp-sample --count 100 --rate 20 --forever'; } > .stack/Procfile.run
 	@echo "API        http://127.0.0.1:$${API_PORT:-3001}/query/services?start=1h"
 	@echo "API docs   http://127.0.0.1:$${API_PORT:-3001}/docs  (OpenAPI: /openapi.json)"
 	@echo "Metrics    http://127.0.0.1:$${API_PORT:-3001}/metrics  bridge: http://127.0.0.1:$${BRIDGE_METRICS_PORT:-9464}/metrics"
 	@echo "WebSocket  ws://127.0.0.1:$${WS_PORT:-3010}/ws/error-logs"
+	@echo "OTLP/HTTP  http://127.0.0.1:$${OTLP_HTTP_PORT:-4318}/v1/traces and /v1/logs (sample service: otel-shop)"
 	@echo "Flower     http://127.0.0.1:$${FLOWER_PORT:-5555}/"
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f .stack/Procfile.run -d .
 

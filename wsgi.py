@@ -1,5 +1,6 @@
 """WSGI entry points: `gunicorn wsgi:app` serves the API, `gunicorn -k gevent wsgi:ws_app` the error-log
-WebSocket; `flask <command>` finds the CLI here."""
+WebSocket, `gunicorn -c python:panopticon.otlp.gunicorn wsgi:otlp_app` the OTLP receiver; `flask <command>`
+finds the CLI here."""
 
 import logging
 
@@ -35,4 +36,10 @@ def __getattr__(name: str):
         _warn_if_exposed("ws", "WS_BIND_HOST", settings.ws_bind_host)
         globals()["ws_app"] = built = create_ws_app(settings)
         return built
+    if name == "otlp_app":
+        from panopticon.otlp import create_otlp_app
+
+        setup_logging(settings, "otlp")
+        globals()["otlp_app"] = otlp = create_otlp_app(settings)
+        return otlp
     raise AttributeError(name)

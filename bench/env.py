@@ -66,6 +66,8 @@ def namespaced(stack: Settings, label: str, **changes: Any) -> Settings:
         kafka_apm_span_topic=f"{ns}.apm.spans",
         kafka_apm_log_error_topic=f"{ns}.apm.logs.error",
         kafka_apm_dlq_topic=f"{ns}.apm.dlq",
+        kafka_otlp_span_topic=f"{ns}.otlp_spans",
+        kafka_otlp_log_topic=f"{ns}.otlp_logs",
         kafka_consumer_group=f"{ns}-bridge",
         error_relay_group=f"{ns}-relay",
         celery_queue=f"{ns}-queue",
@@ -182,6 +184,7 @@ def stack_pids() -> dict[str, int]:
 def settings_record(settings: Settings) -> dict[str, Any]:
     """The settings a figure was measured with (secrets redacted; per-run names left out)."""
     skip = {"INDEX_PREFIX", "KAFKA_APM_LOG_TOPIC", "KAFKA_APM_SPAN_TOPIC", "KAFKA_APM_LOG_ERROR_TOPIC",
-            "KAFKA_APM_DLQ_TOPIC", "KAFKA_CONSUMER_GROUP", "ERROR_RELAY_GROUP", "CELERY_QUEUE",
+            "KAFKA_APM_DLQ_TOPIC", "KAFKA_OTLP_SPAN_TOPIC", "KAFKA_OTLP_LOG_TOPIC", "KAFKA_CONSUMER_GROUP",
+            "ERROR_RELAY_GROUP", "CELERY_QUEUE",
             "METRICS_CACHE_PREFIX", "ERROR_LOG_CHANNEL"}
     return {k: v for k, v in redacted(settings).items() if k not in skip}

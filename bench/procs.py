@@ -46,6 +46,7 @@ def commands(settings: Settings, concurrency: int, tag: str) -> dict[str, list[s
                    "--concurrency", str(concurrency), "--without-mingle", "--without-gossip",
                    "-n", f"{settings.celery_queue}-{tag}@%h"],
         "relay": [sys.executable, "-m", "panopticon.errorstream"],
+        "otlp": [sys.executable, "-m", "gunicorn", "--config", "python:panopticon.otlp.gunicorn", "wsgi:otlp_app"],
     }
 
 

@@ -15,6 +15,8 @@ FIGURES = (
     "query.p50_ms_1h_cold", "query.p50_ms_24h_cold", "query.p50_ms_7d_cold", "query.p95_ms_7d_cold",
     "query.p50_ms_7d_cached", "query.p95_ms_7d_cached", "query.speedup_24h",
     "errors.p50_ms", "errors.p99_ms", "errors.p99_ms_under_load", "errors.sockets_p99_under_1s",
+    "otlp.eps_json", "otlp.eps_otlp", "otlp.worker_cpu_ratio_otlp_to_json", "otlp.v1_traces_requests_per_s",
+    "otlp.v1_traces_p99_ms",
 )
 
 
@@ -72,7 +74,7 @@ def summary(r: dict[str, Any]) -> str:
     for path in FIGURES:
         lines.append(f"| `{path}` | {_fmt(r['figures'].get(path))} |")
     lines += ["", *_ingest_lines(r.get("ingest", {})), "", *_query_lines(r.get("query", {})), "",
-              *_error_lines(r.get("errors", {}))]
+              *_error_lines(r.get("errors", {})), "", *_otlp_lines(r.get("otlp", {}))]
     if r.get("charts"):
         lines += ["", "Charts: " + ", ".join(f"[{Path(c).name}]({Path(c).name})" for c in r["charts"])]
     return "\n".join(lines) + "\n"
@@ -147,6 +149,28 @@ def _error_lines(e: dict[str, Any]) -> list[str]:
         lines.append(f"- {step['sockets']} sockets: p99 {_fmt(step.get('p99_ms'), ' ms')}, "
                      f"received {step.get('received')}/{step.get('expected')}")
     lines.append(f"- sockets one `ws` process holds with p99 under 1 s: {_fmt(e.get('sockets_p99_under_1s'))}")
+    return lines
+
+
+def _otlp_lines(o: dict[str, Any]) -> list[str]:
+    if why := _not_run(o):
+        return ["## OTLP", "", f"not run: {why}"]
+    http = o.get("v1_traces_load") or o["otlp_proto"]["http"]
+    lines = ["## OTLP (the same spans as JSON and as OTLP protobuf, side by side)", "",
+             f"{o['spans']:,} spans; {o['mean_bytes_per_span']['json']} bytes a span as JSON, "
+             f"{o['mean_bytes_per_span']['otlp_proto']} as OTLP protobuf in requests of {o['batch_spans']}.", "",
+             f"- JSON path (apm.spans -> bridge -> worker): **{_fmt(o['eps_json'])} spans/s**",
+             f"- OTLP path (POST /v1/traces -> otlp -> otlp_spans -> bridge -> worker): "
+             f"**{_fmt(o['eps_otlp'])} spans/s** (pipeline from a full topic)",
+             f"- `/v1/traces` alone, {http['requests']:,} requests from {http['clients']} clients, "
+             f"{o['batch_spans']} spans a request: **{_fmt(http['requests_per_s'])} requests/s**, p50 "
+             f"{_fmt(http['p50_ms'], ' ms')}, p99 {_fmt(http['p99_ms'], ' ms')}, receiver CPU "
+             f"{_fmt(http.get('receiver_cpu_ms_per_request'), ' ms')} a request",
+             f"- worker CPU per span, OTLP / JSON: **{_fmt(o['worker_cpu_ratio_otlp_to_json'])}**", "",
+             "| CPU s per 1,000 spans | otlp | bridge | worker |", "| --- | --- | --- | --- |"]
+    for name, run in (("JSON", o["json"]), ("OTLP protobuf", o["otlp_proto"])):
+        cpu = run["cpu_s_per_1000"]
+        lines.append(f"| {name} | {_fmt(cpu.get('otlp'))} | {_fmt(cpu.get('bridge'))} | {_fmt(cpu.get('worker'))} |")
     return lines
 
 

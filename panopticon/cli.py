@@ -57,6 +57,27 @@ def send_sample(count: int, rate: float, seed: int | None, kind: str, error_rati
             return
 
 
+@click.command("send-otlp-sample")
+@click.option("--count", default=100, show_default=True, help="Requests the sample service handles per round.")
+@click.option("--rate", default=20.0, show_default=True, help="Requests per second; 0 handles them at once.")
+@click.option("--seed", default=None, type=int, help="Random seed, for traffic that can be reproduced.")
+@click.option("--error-ratio", default=0.05, show_default=True, help="Share of requests that fail with an exception.")
+@click.option("--forever", is_flag=True, help="Keep handling rounds of --count until stopped (make run).")
+def send_otlp_sample(count: int, rate: float, seed: int | None, error_ratio: float, forever: bool) -> None:
+    """Run a small service instrumented with the OpenTelemetry SDK, exporting OTLP/HTTP to the `otlp` process."""
+    try:
+        from panopticon import otel_sample as sample
+    except ImportError as exc:
+        raise click.ClickException(f"the OpenTelemetry SDK is missing ({exc}): pip install -e '.[dev]'") from None
+
+    settings = _settings()
+    if not sample.wait_for_receiver(settings):
+        raise click.ClickException(f"the otlp receiver does not answer at {sample.endpoint(settings)}/healthz "
+                                   f"(is the `otlp` process running? OTLP_HTTP_PORT={settings.otlp_http_port})")
+    sample.run(settings, count=count, rate=rate, error_ratio=error_ratio, seed=seed, forever=forever,
+               report=click.echo)
+
+
 def _moment_ms(text: str, now_ms: int) -> int:
     """An ISO 8601 time, epoch milliseconds, `now`, or a duration meaning that long ago (6h, 7d)."""
     from panopticon.model.times import parse_time
@@ -102,4 +123,5 @@ def rollup_backfill(start: str, end: str) -> None:
 
 def register_commands(app: Flask) -> None:
     app.cli.add_command(send_sample)
+    app.cli.add_command(send_otlp_sample)
     app.cli.add_command(rollup)

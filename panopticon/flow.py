@@ -37,12 +37,33 @@ class Stream:
     topic_setting: str  # the Settings field holding its Kafka topic
     task: str  # the Celery task that stores a batch of it
     decoder: str  # "module:function" turning one Kafka record into documents and rejections
-    data_stream: str
+    data_stream: str  # where its documents go, unless a decoder names another for one of them
     forwards_errors: bool  # ERROR/FATAL documents are copied to the error topic
+    # The Settings field limiting one record's size (OTLP records carry a whole export request).
+    max_bytes_setting: str = "max_message_bytes"
+    # The Settings field naming the records' encoding, passed to the decoder as `encoding` (None: JSON only).
+    encoding_setting: str | None = None
+    # The Settings field (megabytes) that closes its batches by size: an OTLP record holds hundreds of spans,
+    # so its batches must close on bytes long before BULK_BATCH_SIZE records.
+    batch_bytes_setting: str = "bulk_batch_bytes_mb"
 
     def topic(self, settings: Settings) -> str:
         topic: str = getattr(settings, self.topic_setting)
         return topic
+
+    def max_bytes(self, settings: Settings) -> int:
+        limit: int = getattr(settings, self.max_bytes_setting)
+        return limit
+
+    def batch_bytes(self, settings: Settings) -> int:
+        megabytes: float = getattr(settings, self.batch_bytes_setting)
+        return max(1, int(megabytes * 1024 * 1024))
+
+    def encoding(self, settings: Settings) -> str | None:
+        if self.encoding_setting is None:
+            return None
+        encoding: str = getattr(settings, self.encoding_setting)
+        return encoding
 
 
 STREAMS: tuple[Stream, ...] = (
@@ -50,8 +71,18 @@ STREAMS: tuple[Stream, ...] = (
            forwards_errors=True),
     Stream("spans", "kafka_apm_span_topic", BULK_INDEX, "panopticon.processing.schemas:decode_span_record",
            TRACES, forwards_errors=False),
+    # OTLP, as the Collector's kafkaexporter (or our `otlp` receiver) writes it: one export request a record.
+    # A trace record also yields ERROR logs (span events named `exception`), stored in LOGS.
+    Stream("otlp_spans", "kafka_otlp_span_topic", BULK_INDEX, "panopticon.processing.otlp:decode_traces_record",
+           TRACES, forwards_errors=False, max_bytes_setting="otlp_max_body_bytes",
+           encoding_setting="kafka_otlp_encoding", batch_bytes_setting="otlp_batch_bytes_mb"),
+    Stream("otlp_logs", "kafka_otlp_log_topic", BULK_INDEX, "panopticon.processing.otlp:decode_logs_record",
+           LOGS, forwards_errors=True, max_bytes_setting="otlp_max_body_bytes",
+           encoding_setting="kafka_otlp_encoding", batch_bytes_setting="otlp_batch_bytes_mb"),
 )
 _BY_NAME = {stream.name: stream for stream in STREAMS}
+# Data streams whose ERROR/FATAL documents are copied to the error topic, whichever stream they came from.
+ERROR_FORWARDING_DATA_STREAMS = frozenset(s.data_stream for s in STREAMS if s.forwards_errors)
 
 
 def stream(name: str) -> Stream:

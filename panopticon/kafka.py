@@ -94,35 +94,53 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def dlq_topic_config(settings: Settings) -> dict[str, str]:
-    """The dead-letter topic takes what the outbox sends it (DLQ_MAX_MESSAGE_BYTES, cut payloads included)."""
-    return {"max.message.bytes": str(settings.dlq_max_message_bytes)}
+# Room for what a record holds besides its value (key, headers, the batch's own framing).
+RECORD_OVERHEAD_BYTES = 64 * 1024
 
 
-def topic_max_message_bytes(settings: Settings, topic: str, timeout: float = 10.0) -> int | None:
-    """The topic's own max.message.bytes, or None when it cannot be read (the broker's default then applies)."""
-    admin = AdminClient(common_config(settings))
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    try:
-        configs = admin.describe_configs([resource])[resource].result(timeout)
-    except KafkaException as exc:
-        log.warning("max.message.bytes of %s not readable: %s", topic, exc)
-        return None
-    entry = configs.get("max.message.bytes")
-    return int(entry.value) if entry is not None and entry.value is not None else None
+def otlp_record_limit(settings: Settings) -> int:
+    """The largest OTLP record in bytes: a whole export request (OTLP_MAX_BODY_BYTES) and its framing."""
+    return settings.otlp_max_body_bytes + RECORD_OVERHEAD_BYTES
+
+
+def otlp_producer_config(settings: Settings) -> dict[str, Any]:
+    """The `otlp` receiver's producer: one request is one record, acknowledged by every in-sync replica.
+
+    A send that Kafka has not acknowledged in OTLP_KAFKA_TIMEOUT_SECONDS fails (the request is answered
+    503 and the client retries), so librdkafka gives up on it at that time too instead of delivering it
+    minutes later.
+    """
+    timeout_ms = int(settings.otlp_kafka_timeout_seconds * 1000)
+    return {
+        **producer_config(settings),
+        "message.max.bytes": otlp_record_limit(settings),
+        "message.timeout.ms": timeout_ms,
+        "request.timeout.ms": min(30_000, timeout_ms),
+        "linger.ms": 2,
+    }
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Per-topic configuration of the topics we create: the OTLP topics take records as large as a request,
+    the dead-letter topic what the outbox sends it (DLQ_MAX_MESSAGE_BYTES, cut payloads included)."""
+    limit = {"max.message.bytes": str(otlp_record_limit(settings))}
+    return {settings.kafka_otlp_span_topic: limit, settings.kafka_otlp_log_topic: dict(limit),
+            settings.kafka_apm_dlq_topic: {"max.message.bytes": str(settings.dlq_max_message_bytes)}}
 
 
 def ensure_topics(settings: Settings, topics: list[str], timeout: float = 30.0,
                   config: dict[str, str] | None = None) -> None:
-    """Create the topics that are missing, with `config` (existing ones are left as they are)."""
+    """Create the topics that are missing, with `config` or else their entry in `topic_configs` (existing ones
+    are left as they are)."""
     admin = AdminClient(common_config(settings))
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:
         return
+    configs = topic_configs(settings)
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=settings.kafka_topic_partitions, replication_factor=-1, config=config or {})
-         for t in missing],
+        [NewTopic(t, num_partitions=settings.kafka_topic_partitions, replication_factor=-1,
+                  config=config if config is not None else configs.get(t, {})) for t in missing],
         operation_timeout=timeout,
     )
     for topic, future in futures.items():
@@ -132,3 +150,16 @@ def ensure_topics(settings: Settings, topics: list[str], timeout: float = 30.0,
         except KafkaException as exc:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
+
+
+def topic_max_message_bytes(settings: Settings, topic: str, timeout: float = 10.0) -> int | None:
+    """The broker's `max.message.bytes` for `topic`; None when it cannot be read (no topic, no permission)."""
+    admin = AdminClient(common_config(settings))
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    try:
+        entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
+    except KafkaException as exc:
+        log.warning("cannot read the configuration of topic %s: %s", topic, exc)
+        return None
+    entry = entries.get("max.message.bytes")
+    return int(entry.value) if entry is not None and entry.value is not None else None

@@ -228,6 +228,17 @@ class Settings:
     kafka_apm_dlq_topic: str = var(
         "KAFKA_APM_DLQ_TOPIC", _str, "apm.dlq", "Dead-letter topic for messages that cannot be stored.",
         group="Kafka")
+    kafka_otlp_span_topic: str = var(
+        "KAFKA_OTLP_SPAN_TOPIC", _str, "otlp_spans",
+        "Topic of OTLP trace records (the Collector's kafkaexporter default; the `otlp` receiver writes here).",
+        group="Kafka")
+    kafka_otlp_log_topic: str = var(
+        "KAFKA_OTLP_LOG_TOPIC", _str, "otlp_logs", "Topic of OTLP log records (as KAFKA_OTLP_SPAN_TOPIC).",
+        group="Kafka")
+    kafka_otlp_encoding: str = var(
+        "KAFKA_OTLP_ENCODING", _choice("otlp_proto", "otlp_json"), "otlp_proto",
+        "Encoding of the OTLP topics' records (kafkaexporter `encoding`); the receiver writes it, the bridge reads it.",
+        group="Kafka")
 
     # --- redis and celery ---------------------------------------------------------------------------
     redis_host: str | None = var(
@@ -278,6 +289,10 @@ class Settings:
         group="Ingest")
     bulk_batch_bytes_mb: float = var(
         "BULK_BATCH_BYTES_MB", _float(0.001, 100), "5", "Megabytes per batch (size trigger).", group="Ingest")
+    otlp_batch_bytes_mb: float = var(
+        "OTLP_BATCH_BYTES_MB", _float(0.001, 100), "1",
+        "Megabytes per batch of OTLP records (size trigger; about 6,000 spans of 170 bytes: an OTLP record holds a "
+        "whole export request, so BULK_BATCH_SIZE, which counts records, would make huge bulks).", group="Ingest")
     bulk_flush_interval_ms: int = var(
         "BULK_FLUSH_INTERVAL_MS", _int(1, 600_000), "250", "Oldest message age that closes a batch (timer trigger).",
         group="Ingest")
@@ -432,6 +447,21 @@ class Settings:
     relay_metrics_port: int = var(
         "RELAY_METRICS_PORT", _int(0, 65535), "9465", "Port of the relay's Prometheus /metrics; 0 turns it off.",
         group="Error stream")
+
+    # --- otlp receiver ------------------------------------------------------------------------------
+    otlp_http_port: int = var(
+        "OTLP_HTTP_PORT", _int(1, 65535), "4318", "Port of the `otlp` receiver (/v1/traces, /v1/logs).",
+        group="OTLP")
+    otlp_max_body_bytes: int = var(
+        "OTLP_MAX_BODY_BYTES", _int(1024, 64 * 1024 * 1024), "4194304",
+        "Largest OTLP request body, both as sent and after gzip (413 beyond), and so the largest OTLP record; "
+        "the OTLP topics are created to take it.", group="OTLP")
+    otlp_kafka_timeout_seconds: float = var(
+        "OTLP_KAFKA_TIMEOUT_SECONDS", _float(0.5, 300), "10",
+        "How long a request waits for Kafka to acknowledge its data before the answer is 503.", group="OTLP")
+    otlp_threads: int = var(
+        "OTLP_THREADS", _int(1, 256), "16", "Request threads of the `otlp` receiver (gunicorn gthread).",
+        group="OTLP")
 
     # --- operations ---------------------------------------------------------------------------------
     flower_port: int = var("FLOWER_PORT", _int(1, 65535), "5555", "Port of Flower.", group="Operations")

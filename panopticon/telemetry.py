@@ -1,6 +1,6 @@
 """Every Prometheus metric Panopticon exports, listed once.
 
-Each process serves its own registry: `web` and `ws` at `/metrics` on their own port, the bridge
+Each process serves its own registry: `web`, `ws` and `otlp` at `/metrics` on their own port, the bridge
 and the relay on a small HTTP server of their own (BRIDGE_METRICS_PORT, RELAY_METRICS_PORT, bound to
 METRICS_BIND_HOST and behind API_AUTH_TOKENS when it is set, like every other port). The
 bridge sees the outcome of every bulk_index task, so the ingest metrics (item outcomes, batch sizes,
@@ -77,6 +77,21 @@ MESSAGES_GIVEN_UP = Counter(
 DUPLICATE_EXECUTIONS = Counter(
     "panopticon_duplicate_executions_total",
     "Superseded copies of a batch that a worker ran anyway (harmless: writes are idempotent).", registry=REGISTRY)
+
+# --- otlp receiver (otlp) -------------------------------------------------------------------------------
+OTLP_REQUESTS = Counter(
+    "panopticon_otlp_requests_total", "OTLP/HTTP export requests answered, by signal and HTTP status.",
+    ["signal", "status"], registry=REGISTRY)
+OTLP_REQUEST_SECONDS = Histogram(
+    "panopticon_otlp_request_seconds", "OTLP/HTTP request latency, Kafka's acknowledgement included.", ["signal"],
+    buckets=_SECONDS_BUCKETS, registry=REGISTRY)
+OTLP_ITEMS = Counter(
+    "panopticon_otlp_items_total",
+    "Spans / log records of OTLP requests: accepted (acknowledged by Kafka) or rejected (partial_success).",
+    ["signal", "outcome"], registry=REGISTRY)
+OTLP_BYTES = Counter(
+    "panopticon_otlp_bytes_total", "Bytes of OTLP request bodies after decompression.", ["signal"],
+    registry=REGISTRY)
 
 # --- query api (web) ------------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(

@@ -59,8 +59,11 @@ class Batcher:
         max_count: int,
         max_bytes: int,
         max_age_s: float,
+        max_bytes_by_stream: dict[str, int] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`max_bytes_by_stream` overrides `max_bytes` for some streams (an OTLP record holds a whole export
+        request, so its batches are sized by bytes rather than by message count)."""
         if max_count < 1:
             raise ValueError("max_count must be at least 1")
         if max_bytes < 1:
@@ -69,6 +72,9 @@ class Batcher:
             raise ValueError("max_age_s must not be negative")
         self._max_count = max_count
         self._max_bytes = max_bytes
+        self._bytes_by_stream = dict(max_bytes_by_stream or {})
+        if any(limit < 1 for limit in self._bytes_by_stream.values()):
+            raise ValueError("max_bytes_by_stream values must be at least 1")
         self._max_age_s = max_age_s
         self._clock = clock
         self._open: dict[str, Batch] = {}
@@ -94,7 +100,7 @@ class Batcher:
         """
         size = len(message.value)
         current = self._open.get(stream)
-        if current is not None and (self._is_full(current) or current.size_bytes + size > self._max_bytes):
+        if current is not None and (self._is_full(current) or current.size_bytes + size > self._limit(stream)):
             closed = self._open.pop(stream)
             self._append(stream, message, size)
             return closed
@@ -149,8 +155,11 @@ class Batcher:
         batch.size_bytes += size
         return batch
 
+    def _limit(self, stream: str) -> int:
+        return self._bytes_by_stream.get(stream, self._max_bytes)
+
     def _is_full(self, batch: Batch) -> bool:
-        return len(batch.messages) >= self._max_count or batch.size_bytes >= self._max_bytes
+        return len(batch.messages) >= self._max_count or batch.size_bytes >= self._limit(batch.stream)
 
     def _deadline(self, batch: Batch) -> float:
         if self._is_full(batch):

@@ -43,7 +43,7 @@ from panopticon.flow import Stream, streams_by_topic
 from panopticon.ingest.batcher import Batch, Batcher, Message
 from panopticon.ingest.offsets import OffsetTracker, parse_reservation, reservation_metadata
 from panopticon.ingest.poison import Step, bisect, is_transient, verdict
-from panopticon.kafka import consumer_config, dlq_topic_config, ensure_topics
+from panopticon.kafka import consumer_config, ensure_topics
 from panopticon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ class Bridge:
             max_count=settings.bulk_batch_size,
             max_bytes=int(settings.bulk_batch_bytes_mb * 1024 * 1024),
             max_age_s=settings.bulk_flush_interval_ms / 1000,
+            max_bytes_by_stream={s.name: s.batch_bytes(settings) for s in self.streams.values()},
         )
         self.offsets = OffsetTracker()
         self.ready: deque[Batch] = deque()
@@ -174,8 +175,8 @@ class Bridge:
     # --- lifecycle ----------------------------------------------------------------------------------
     def run(self) -> None:
         topics = list(self.streams)
-        ensure_topics(self.settings, [*topics, self.settings.kafka_apm_log_error_topic])
-        ensure_topics(self.settings, [self.settings.kafka_apm_dlq_topic], config=dlq_topic_config(self.settings))
+        ensure_topics(self.settings, [*topics, self.settings.kafka_apm_log_error_topic,
+                                      self.settings.kafka_apm_dlq_topic])
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         log.info("bridge consuming %s as group %s", ", ".join(topics), self.settings.kafka_consumer_group)
@@ -390,7 +391,8 @@ class Bridge:
         self.throughput.batches_done += 1
         if flight.give_up:
             telemetry.MESSAGES_GIVEN_UP.labels(stream).inc(len(flight.batch.messages))
-        self.cap.record(len(flight.batch.messages), int(outcome.get("dead_lettered", 0)))
+        # Items, not messages: one OTLP record holds many, each of which may be dead-lettered alone.
+        self.cap.record(int(outcome.get("items", len(flight.batch.messages))), int(outcome.get("dead_lettered", 0)))
 
     def _failed(self, flight: InFlight, transient: bool, reason: str) -> None:
         """Send the batch again, bisect it, or give its one message up (see `poison.py`)."""

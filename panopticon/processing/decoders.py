@@ -6,7 +6,8 @@ Every decoder keeps one contract: one Kafka record in, one entry per document it
 
 from __future__ import annotations
 
-from functools import cache
+from collections.abc import Callable
+from functools import cache, partial
 from importlib import import_module
 from typing import Protocol
 
@@ -20,8 +21,16 @@ class Decoder(Protocol):
 
 
 @cache
-def decoder_for(stream: Stream) -> Decoder:
-    """The function `stream.decoder` names ("module:function"); ImportError / AttributeError if it is wrong."""
+def decoder_for(stream: Stream, encoding: str | None = None) -> Decoder:
+    """The function `stream.decoder` names ("module:function"); ImportError / AttributeError if it is wrong.
+
+    `encoding` (the value of the stream's `encoding_setting`) is bound as the decoder's `encoding` argument;
+    None leaves the decoder's default.
+    """
     module, _, name = stream.decoder.partition(":")
     decoder: Decoder = getattr(import_module(module), name)
+    if encoding is not None:
+        accepts_encoding: Callable[..., DecodedRecord] = decoder
+        bound: Decoder = partial(accepts_encoding, encoding=encoding)
+        return bound
     return decoder

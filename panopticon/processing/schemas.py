@@ -43,10 +43,15 @@ MAX_REASON_CHARS = 1000
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """A valid message, ready to index under `doc_id` (deterministic, so re-delivery is idempotent)."""
+    """A valid message, ready to index under `doc_id` (deterministic, so re-delivery is idempotent).
+
+    `data_stream` is where it goes when that is not its stream's own (None): an OTLP trace record also
+    yields logs (span events named `exception`), stored in `logs-apm`.
+    """
 
     doc_id: str
     document: dict[str, Any]
+    data_stream: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""`bulk_index`: one batch of raw Kafka messages -> validated documents -> one data stream.
+"""`bulk_index`: one batch of raw Kafka messages -> validated documents -> their data streams.
 
 The task is thin; `index_batch` does the work and is what the tests call. A batch succeeds only
 when every valid document is stored (created now, or 409 = stored by an earlier attempt), every
@@ -43,11 +43,12 @@ class BatchOutcome:
     dead_lettered: int = 0
     retried: int = 0
     errors_forwarded: int = 0
-    rejected_ids: set[str] = field(default_factory=set)
+    items: int = 0  # documents the records held, valid or not (an OTLP record holds many)
+    rejected_ids: set[tuple[str, str]] = field(default_factory=set)  # (data stream, doc id) the engine refused
 
     def as_dict(self) -> dict[str, int]:
         return {"created": self.created, "duplicates": self.duplicates, "dead_lettered": self.dead_lettered,
-                "retried": self.retried, "errors_forwarded": self.errors_forwarded}
+                "retried": self.retried, "errors_forwarded": self.errors_forwarded, "items": self.items}
 
 
 def index_batch(
@@ -59,55 +60,67 @@ def index_batch(
     *,
     max_retries: int,
     max_message_bytes: int,
+    encoding: str | None = None,
     replay: bool = False,
     now_ms: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchOutcome:
-    """Decode, store and dead-letter one batch; see the module docstring.
+    """Decode, store, dead-letter and forward one batch; `encoding` is the stream's record encoding (OTLP).
 
     `replay`: some of the batch may have been stored before (a re-send, or messages read again after a
-    crash or a rebalance). Then the ids are first looked up in every backing index of the data stream,
+    crash or a rebalance). Then the ids are first looked up in every backing index of their data stream,
     and those found are not written again: a `create` checks ids only in the current write index, so a
     replay across a rollover would otherwise store a second copy.
     """
     stream = flow.stream(stream_name)
-    decode = decoder_for(stream)
+    decode = decoder_for(stream, encoding)
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     outcome = BatchOutcome()
-    valid: dict[str, Decoded] = {}
-    sources: dict[str, Origin] = {}
+    # Valid documents by the data stream they go to: a record of one stream may hold documents of two
+    # (an OTLP trace record's exception events become logs).
+    valid: dict[str, dict[str, Decoded]] = {}
+    sources: dict[tuple[str, str], Origin] = {}
+    own = stream.data_stream
     for record in records:
         partition, offset, raw = record
         items = decode(raw, topic=topic, partition=partition, offset=offset, now_ms=now_ms,
                        max_bytes=max_message_bytes)
+        outcome.items += len(items)
         several = len(items) > 1
         for index, item in enumerate(items):
             if isinstance(item, Rejected):
                 _dead_letter(outbox, outcome, topic, record, item.reason, item.index, item.payload)
-            elif item.doc_id not in valid:
+                continue
+            target = item.data_stream or own
+            group = valid.get(target)
+            if group is None:
+                group = valid[target] = {}
+            if item.doc_id not in group:
                 # A producer that sends one id twice in a batch: keep the first, as the engine would.
-                valid[item.doc_id] = item
-                sources[item.doc_id] = (record, index if several else None)
+                group[item.doc_id] = item
+                sources[(target, item.doc_id)] = (record, index if several else None)
 
-    if replay and valid:
-        stored = store.existing_ids(stream.data_stream, list(valid))
+    for data_stream, group in valid.items():
+        # Found ones are not written again, but still forwarded below: the first delivery may have stored
+        # them and died before it forwarded their errors.
+        stored = store.existing_ids(data_stream, list(group)) if replay and group else set()
         outcome.duplicates += len(stored)
-        for doc_id in stored:
-            del valid[doc_id]
-    pending = [(doc_id, orjson.dumps(d.document)) for doc_id, d in valid.items()]
-    for attempt in range(max_retries + 1):
-        if not pending:
-            break
-        if attempt:
-            outcome.retried += len(pending)
-            sleep(_backoff(attempt))
-        pending = _store_once(store, stream.data_stream, pending, outcome, outbox, topic, sources)
-    if pending:
-        raise EngineUnavailable(f"{len(pending)} documents still refused after {max_retries} retries")
+        pending = [(doc_id, orjson.dumps(d.document)) for doc_id, d in group.items() if doc_id not in stored]
+        for attempt in range(max_retries + 1):
+            if not pending:
+                break
+            if attempt:
+                outcome.retried += len(pending)
+                sleep(_backoff(attempt))
+            pending = _store_once(store, data_stream, pending, outcome, outbox, topic, sources)
+        if pending:
+            raise EngineUnavailable(f"{len(pending)} documents still refused after {max_retries} retries")
 
-    if stream.forwards_errors:
-        for doc_id, decoded in valid.items():
-            if is_error_level(decoded.document.get("level")) and doc_id not in outcome.rejected_ids:
+    for data_stream, group in valid.items():
+        if data_stream not in flow.ERROR_FORWARDING_DATA_STREAMS:
+            continue
+        for doc_id, decoded in group.items():
+            if is_error_level(decoded.document.get("level")) and (data_stream, doc_id) not in outcome.rejected_ids:
                 outbox.error_log(doc_id, decoded.document)
                 outcome.errors_forwarded += 1
     outbox.flush()
@@ -115,7 +128,7 @@ def index_batch(
 
 
 def _store_once(store: SearchStore, data_stream: str, pending: list[tuple[str, bytes]], outcome: BatchOutcome,
-                outbox: Outbox, topic: str, sources: dict[str, Origin]) -> list[tuple[str, bytes]]:
+                outbox: Outbox, topic: str, sources: dict[tuple[str, str], Origin]) -> list[tuple[str, bytes]]:
     """One bulk attempt; returns what must be tried again."""
     try:
         items = store.create_many(data_stream, pending)
@@ -131,8 +144,8 @@ def _store_once(store: SearchStore, data_stream: str, pending: list[tuple[str, b
         elif item.transient:
             again.append((doc_id, body))
         else:
-            outcome.rejected_ids.add(doc_id)
-            record, index = sources[doc_id]
+            outcome.rejected_ids.add((data_stream, doc_id))
+            record, index = sources[(data_stream, doc_id)]
             # One document of a record that holds several: dead-letter that document, not the whole record.
             _dead_letter(outbox, outcome, topic, record, _engine_reason(item), index,
                          body if index is not None else None)
@@ -167,9 +180,11 @@ def _resources() -> tuple[Settings, SearchStore, Outbox]:
 @shared_task(name=flow.BULK_INDEX, acks_late=True)
 def bulk_index(stream: str, topic: str, records: list[list[Any]], replay: bool = False) -> dict[str, int]:
     settings, store, outbox = _resources()
+    flow_stream = flow.stream(stream)
     outcome = index_batch(
         store, outbox, stream, topic, [(int(p), int(o), bytes(v)) for p, o, v in records],
-        max_retries=settings.bulk_max_retries, max_message_bytes=settings.max_message_bytes, replay=replay,
+        max_retries=settings.bulk_max_retries, max_message_bytes=flow_stream.max_bytes(settings),
+        encoding=flow_stream.encoding(settings), replay=replay,
     )
     return outcome.as_dict()
 

@@ -71,6 +71,8 @@ def namespace(stack: Settings) -> Iterator[Settings]:
         kafka_apm_span_topic=f"{ns}.apm.spans",
         kafka_apm_log_error_topic=f"{ns}.apm.logs.error",
         kafka_apm_dlq_topic=f"{ns}.apm.dlq",
+        kafka_otlp_span_topic=f"{ns}.otlp_spans",
+        kafka_otlp_log_topic=f"{ns}.otlp_logs",
         kafka_consumer_group=f"{ns}-bridge",
         celery_queue=f"{ns}-queue",
         celery_rollup_queue=f"{ns}-rollup",

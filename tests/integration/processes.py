@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import requests
 
 from panopticon.settings import Settings, to_environ
 
@@ -53,6 +55,9 @@ class ProcessGroup:
             "ws": [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{settings.ws_port}",
                    "--worker-class", "gevent", "--worker-connections", "2100", "--workers", "1",
                    "--graceful-timeout", "5", "--no-control-socket", "wsgi:ws_app"],
+            # As the Procfile's `otlp`, on the test's OTLP_HTTP_PORT.
+            "otlp": [sys.executable, "-m", "gunicorn", "--config", "python:panopticon.otlp.gunicorn",
+                     "wsgi:otlp_app"],
         }
         env = {**os.environ, **to_environ(settings), **(extra_env or {})}
         log_path = self.logs / f"{name}-{len(self.running)}.log"
@@ -95,3 +100,36 @@ class ProcessGroup:
         for running in self.running:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(running.process.pid, signal.SIGKILL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Receiver:
+    settings: Settings
+    url: str
+    process: Running
+
+    def rss(self) -> int:
+        """Resident memory of the receiver (gunicorn's arbiter and its worker)."""
+        root = psutil.Process(self.process.process.pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+
+
+def start_receiver(processes: ProcessGroup, settings: Settings) -> Receiver:
+    process = processes.start("otlp", settings)
+    url = f"http://127.0.0.1:{settings.otlp_http_port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return Receiver(settings, url, process)
+        except requests.ConnectionError:
+            pass
+        assert process.alive(), process.log_tail()
+        assert time.monotonic() < deadline, f"otlp did not answer in 60 s:\n{process.log_tail()}"
+        time.sleep(0.3)

@@ -45,6 +45,7 @@ def checks(settings: Settings, log: Path) -> dict[str, object]:
     return {
         "web": lambda: http_ok(f"http://127.0.0.1:{settings.api_port}/healthz"),
         "ws": lambda: http_ok(f"http://127.0.0.1:{settings.ws_port}/healthz"),
+        "otlp": lambda: http_ok(f"http://127.0.0.1:{settings.otlp_http_port}/healthz"),
         "bridge": lambda: http_ok(f"http://127.0.0.1:{settings.bridge_metrics_port}/metrics",
                                   "panopticon_batches_in_flight"),
         "relay": lambda: log_has(log, "relay"),
@@ -56,13 +57,13 @@ def checks(settings: Settings, log: Path) -> dict[str, object]:
 
 
 def test_procfile_names_the_expected_processes() -> None:
-    assert {"web", "ws", "bridge", "worker", "rollup", "beat", "flower"} <= set(procfile())
+    assert {"web", "ws", "bridge", "worker", "rollup", "beat", "flower", "otlp"} <= set(procfile())
 
 
 @pytest.mark.parametrize("name", sorted(procfile()))
 def test_process_starts_and_answers(name: str, namespace: Settings, tmp_path: Path) -> None:
     settings = namespace.replace(api_port=free_port(), ws_port=free_port(), flower_port=free_port(),
-                                 bridge_metrics_port=free_port())
+                                 bridge_metrics_port=free_port(), otlp_http_port=free_port())
     log = tmp_path / f"{name}.log"
     env = {**os.environ, **to_environ(settings), "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
     check = checks(settings, log)[name]

@@ -24,10 +24,24 @@ def test_every_stream_has_a_decoder_that_keeps_the_record_contract(stream: flow.
 
 
 def test_topics_map_to_streams_with_this_deployments_names() -> None:
-    settings = load_settings({"KAFKA_APM_LOG_TOPIC": "a.logs", "KAFKA_APM_SPAN_TOPIC": "a.spans"}, root=HERE)
+    settings = load_settings({"KAFKA_APM_LOG_TOPIC": "a.logs", "KAFKA_APM_SPAN_TOPIC": "a.spans",
+                              "KAFKA_OTLP_SPAN_TOPIC": "a.otlp_spans", "KAFKA_OTLP_LOG_TOPIC": "a.otlp_logs"},
+                             root=HERE)
     table = flow.streams_by_topic(settings)
-    assert {topic: s.name for topic, s in table.items()} == {"a.logs": "logs", "a.spans": "spans"}
+    assert {topic: s.name for topic, s in table.items()} == {"a.logs": "logs", "a.spans": "spans",
+                                                             "a.otlp_spans": "otlp_spans",
+                                                             "a.otlp_logs": "otlp_logs"}
     assert table["a.logs"].forwards_errors and not table["a.spans"].forwards_errors
+    assert table["a.otlp_logs"].forwards_errors and not table["a.otlp_spans"].forwards_errors
+    assert frozenset({flow.LOGS}) == flow.ERROR_FORWARDING_DATA_STREAMS
+
+
+def test_otlp_streams_take_their_size_limit_and_encoding_from_settings() -> None:
+    settings = load_settings({"OTLP_MAX_BODY_BYTES": "2097152", "KAFKA_OTLP_ENCODING": "otlp_json"}, root=HERE)
+    assert flow.stream("otlp_spans").max_bytes(settings) == 2_097_152
+    assert flow.stream("otlp_logs").encoding(settings) == "otlp_json"
+    assert flow.stream("spans").max_bytes(settings) == settings.max_message_bytes
+    assert flow.stream("spans").encoding(settings) is None
 
 
 def test_a_span_record_decodes_to_one_document() -> None:

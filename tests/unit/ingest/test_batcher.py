@@ -254,3 +254,15 @@ def test_offset_ranges_per_partition() -> None:
 def test_rejects_bad_limits(limits: dict) -> None:
     with pytest.raises(ValueError):
         Batcher(**limits)
+
+
+def test_a_stream_with_its_own_byte_limit_closes_on_it() -> None:
+    """OTLP records are whole export requests: their streams close batches on a smaller byte limit."""
+    batcher = Batcher(max_count=100, max_bytes=1000, max_age_s=60, max_bytes_by_stream={"otlp_spans": 250},
+                      clock=FakeClock())
+    closed = [batcher.add("otlp_spans", msg(n, 100, "otlp_spans")) for n in range(4)]
+    assert [None if b is None else [m.offset for m in b.messages] for b in closed] == [None, None, [0, 1], None]
+    others = [batcher.add("spans", msg(10 + n, 100, "apm.spans")) for n in range(9)]
+    assert others == [None] * 9, "other streams keep max_bytes"
+    with pytest.raises(ValueError, match="max_bytes_by_stream"):
+        Batcher(max_count=1, max_bytes=1, max_age_s=0, max_bytes_by_stream={"x": 0})
