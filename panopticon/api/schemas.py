@@ -267,6 +267,7 @@ class StatsSchema(Schema):
     p50 = _nullable(fields.Float, metadata={"description": "ms, within 0.5% of the exact nearest-rank value."})
     p90 = _nullable(fields.Float, metadata={"description": "ms, within 0.5% of the exact nearest-rank value."})
     p95 = _nullable(fields.Float, metadata={"description": "ms, within 0.5% of the exact nearest-rank value."})
+    p99 = _nullable(fields.Float, metadata={"description": "ms, within 0.5% of the exact nearest-rank value."})
     avg_ms = _nullable(fields.Float)
     min_ms = _nullable(fields.Float)
     max_ms = _nullable(fields.Float)

@@ -26,7 +26,7 @@ from panopticon.storage import TRACES, SearchStore
 # Intervals chosen when the request gives none: the smallest that keeps the series readable.
 INTERVAL_LADDER_MS = [UNITS_MS["m"] * n for n in (1, 5, 10, 15, 30, 60, 180, 360, 720, 1440, 10080)]
 TARGET_BUCKETS = 300
-SERVICE_SORTS = ("requests", "errors", "error_rate", "p50", "p90", "p95", "avg_ms", "name")
+SERVICE_SORTS = ("requests", "errors", "error_rate", "p50", "p90", "p95", "p99", "avg_ms", "name")
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def stats(aggregate: Aggregate) -> dict[str, Any]:
 
 def time_series(store: SearchStore, scope: Scope, window: TimeRange, interval_ms: int, *,
                 timeout: float) -> dict[str, Any]:
-    """Requests, errors, error rate and p50/p90/p95 per bucket; `window` must be aligned to the interval."""
+    """Requests, errors, error rate and p50/p90/p95/p99 per bucket; `window` must be aligned to the interval."""
     by_time, sources = collect(store, scope, window, interval_ms=interval_ms, group_by=None, timeout=timeout)
     overall = Aggregate()
     buckets = []
