@@ -19,6 +19,7 @@ blueprint = Blueprint("metrics", __name__)
 
 _METRICS_ARGS = schemas.MetricsArgs()
 _RANKING_ARGS = schemas.RankingArgs()
+_SERVICES_ARGS = schemas.ServicesArgs()
 _ENDPOINT_TRACES_ARGS = schemas.EndpointTracesArgs()
 ENDPOINT_PARAM = {"endpointName": {"type": "string", "minLength": 1, "maxLength": 1024,
                                    "description": "Endpoint: http.route, else the span name (URL-encoded)."}}
@@ -48,12 +49,13 @@ def service_metrics(serviceName: str) -> Response:  # the seed names path parame
 
 
 @blueprint.get("/query/services")
-@operation(summary="Every service with its requests, p95 and error rate.", args=schemas.RankingArgs,
+@operation(summary="Every service with its requests, p95 and error rate.", args=schemas.ServicesArgs,
            response=schemas.ServicesSchema)
 def services_overview() -> Response:
     """Per service: requests, errors, error rate, p50/p90/p95/p99 in the range (default: the last hour); sort, search
-    (substring of the name), limit. Cached in Redis (X-Cache)."""
-    return _answer(params.query_service().ranking(params.load(_RANKING_ARGS, RankingRequest)))
+    (substring of the name), limit; `by_environment=true` for one row per service and environment. Cached in
+    Redis (X-Cache)."""
+    return _answer(params.query_service().ranking(params.load(_SERVICES_ARGS, RankingRequest)))
 
 
 @blueprint.get("/query/services/<serviceName>/endpoints")
