@@ -15,6 +15,8 @@ FIGURES = (
     "query.p50_ms_1h_cold", "query.p50_ms_24h_cold", "query.p50_ms_7d_cold", "query.p95_ms_7d_cold",
     "query.p50_ms_7d_cached", "query.p95_ms_7d_cached", "query.speedup_24h",
     "errors.p50_ms", "errors.p99_ms", "errors.p99_ms_under_load", "errors.sockets_p99_under_1s",
+    "dashboard.services_first_paint_ms_cold", "dashboard.services_first_paint_ms_cached",
+    "dashboard.chart_7d_longest_task_ms",
 )
 
 
@@ -72,7 +74,7 @@ def summary(r: dict[str, Any]) -> str:
     for path in FIGURES:
         lines.append(f"| `{path}` | {_fmt(r['figures'].get(path))} |")
     lines += ["", *_ingest_lines(r.get("ingest", {})), "", *_query_lines(r.get("query", {})), "",
-              *_error_lines(r.get("errors", {}))]
+              *_error_lines(r.get("errors", {})), "", *_dashboard_lines(r.get("dashboard", {}))]
     if r.get("charts"):
         lines += ["", "Charts: " + ", ".join(f"[{Path(c).name}]({Path(c).name})" for c in r["charts"])]
     return "\n".join(lines) + "\n"
@@ -147,6 +149,30 @@ def _error_lines(e: dict[str, Any]) -> list[str]:
         lines.append(f"- {step['sockets']} sockets: p99 {_fmt(step.get('p99_ms'), ' ms')}, "
                      f"received {step.get('received')}/{step.get('expected')}")
     lines.append(f"- sockets one `ws` process holds with p99 under 1 s: {_fmt(e.get('sockets_p99_under_1s'))}")
+    return lines
+
+
+def _dashboard_lines(d: dict[str, Any]) -> list[str]:
+    if why := _not_run(d):
+        return ["## Dashboard (in Chromium)", "", f"not run: {why}"]
+    data, pages, chart = d["dataset"], d["services_page"], d["chart_7d"]
+    lines = ["## Dashboard (in Chromium)", "",
+             f"{data['services']} services, {data['raw_spans']:,} raw spans, {data['rollup_documents']:,} rollup "
+             "documents. Times from navigation start, medians of "
+             f"{pages['cold']['n']} page loads (Performance API).", "",
+             "| services page | first contentful paint ms | table of every service ms | sparklines done ms | rows |",
+             "| --- | --- | --- | --- | --- |"]
+    for mode in ("cold", "cached"):
+        p = pages[mode]
+        lines.append(f"| {mode} | {_fmt(p['fcp'])} | {_fmt(p['table'])} | {_fmt(p['sparks'])} | {p['rows']} |")
+    lines += ["", f"7-day chart at one-minute buckets ({chart['points']:,} points, three charts, cold cache): "
+                  f"drawn {_fmt(chart['ready_ms_p50'], ' ms')} after navigation start (metrics answer "
+                  f"{_fmt(chart['api_ms_p50'], ' ms')}, drawing the three charts {_fmt(chart['draw_ms_p50'], ' ms')}); "
+                  f"longest main-thread task {_fmt(chart['longest_task_ms_max'], ' ms')}, total blocking time "
+                  f"{_fmt(chart['total_blocking_ms_p50'], ' ms')}; {chart['hover_moves']} cursor moves over the "
+                  f"chart in {_fmt(chart['hover_ms_p50'], ' ms')}, longest task while hovering "
+                  f"{_fmt(chart['hover_longest_task_ms_max'], ' ms') if chart['hover_longest_task_ms_max'] else 'none'}"
+                  " (a long task is one over 50 ms)."]
     return lines
 
 
