@@ -113,5 +113,16 @@ export function sparkline(values, { label, colour = "#0b5cad", width = 90, heigh
   line.setAttribute("stroke", colour);
   line.setAttribute("stroke-width", "1.5");
   svg.append(line);
+  // A value with no neighbour draws no line: show it as a dot (a range with one busy bucket).
+  const missing = (i) => i < 0 || i >= values.length || values[i] === null || values[i] === undefined;
+  values.forEach((v, i) => {
+    if (missing(i) || !missing(i - 1) || !missing(i + 1)) return;
+    const dot = document.createElementNS(SVG, "circle");
+    dot.setAttribute("cx", (i * step).toFixed(1));
+    dot.setAttribute("cy", (height - 1 - (v / max) * (height - 2)).toFixed(1));
+    dot.setAttribute("r", "1.8");
+    dot.setAttribute("fill", colour);
+    svg.append(dot);
+  });
   return svg;
 }
