@@ -11,7 +11,7 @@ export ELASTICSEARCH_NODE ?= http://127.0.0.1:9200
 export KAFKA_BROKERS ?= 127.0.0.1:9092
 export REDIS_HOST ?= 127.0.0.1
 
-.PHONY: docs run test test-unit test-integration test-faults bench stack-up stack-down stack-status lint env-example venv clean
+.PHONY: docs run test test-unit test-integration test-browser test-faults bench bench-dashboard browser stack-up stack-down stack-status lint env-example venv clean
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "need Python 3.11 or newer (set PY=...)"; exit 1; }
@@ -37,6 +37,7 @@ run: venv stack-up
 	@mkdir -p .stack
 	@{ cat Procfile; echo 'sample: flask send-sample --count 200 --rate 200 --forever'; \
 	   echo 'otlp-sample: flask send-otlp-sample --count 100 --rate 20 --forever'; } > .stack/Procfile.run
+	@echo "Dashboard  http://127.0.0.1:$${API_PORT:-3001}/"
 	@echo "API        http://127.0.0.1:$${API_PORT:-3001}/query/services?start=1h"
 	@echo "API docs   http://127.0.0.1:$${API_PORT:-3001}/docs  (OpenAPI: /openapi.json)"
 	@echo "Metrics    http://127.0.0.1:$${API_PORT:-3001}/metrics  bridge: http://127.0.0.1:$${BRIDGE_METRICS_PORT:-9464}/metrics"
@@ -45,9 +46,9 @@ run: venv stack-up
 	@echo "Flower     http://127.0.0.1:$${FLOWER_PORT:-5555}/"
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f .stack/Procfile.run -d .
 
-# Everything: lint, then unit, integration and the fault suite (about 20 minutes on 2 cores).
-test: venv lint stack-up
-	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/faults
+# Everything: lint, then unit, integration, browser and the fault suite (about 20 minutes on 2 cores).
+test: venv lint stack-up browser
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/browser tests/faults
 
 test-unit: venv
 	$(BIN)/pytest -p no:cacheprovider tests/unit
@@ -58,6 +59,18 @@ test-integration: venv stack-up
 # The fault suite alone (tests/faults, about 11 minutes): kills, outages, 429s, poison, hostile input, Kafka
 # security. Faults that hit a service run on a private Kafka/OpenSearch/Redis it starts on other ports.
 # Summary table printed at the end and written to tests/faults/results/latest.jsonl.
+# The dashboard in a real browser: Debian's chromium driven by Playwright (tests/browser; also saves the
+# screenshots under docs/screenshots/).
+test-browser: venv stack-up browser
+	$(BIN)/pytest -p no:cacheprovider tests/browser
+
+# Debian's Chromium and a font for the browser tests (Playwright's own browser download cannot work here).
+browser:
+	@command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi dejavu || { \
+		echo "installing chromium and fonts-dejavu-core with apt-get"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; }
+
 test-faults: venv stack-up
 	$(BIN)/pytest -p no:cacheprovider tests/faults
 
@@ -71,8 +84,13 @@ test-elasticsearch: venv stack-up
 
 # Benchmarks against the ceiling of this machine (not part of `make test`; under 20 minutes on 2 cores):
 # writes bench/results/latest.json, summary.md and PNG charts. `python -m bench --help` for one section.
-bench: venv stack-up
+bench: venv stack-up browser
 	$(BIN)/python -m bench
+
+# Only the dashboard's browser timings (services page with 50 services, a 10,080-point chart), written to
+# bench/results/dashboard/ so the full run's bench/results/latest.json is left as it is.
+bench-dashboard: venv stack-up browser
+	$(BIN)/python -m bench --sections dashboard --out bench/results/dashboard
 
 # ruff (style), mypy --strict (types of panopticon/) and import-linter (the direction of imports; contracts in
 # pyproject.toml). Part of `make test`.

@@ -17,6 +17,8 @@ FIGURES = (
     "errors.p50_ms", "errors.p99_ms", "errors.p99_ms_under_load", "errors.sockets_p99_under_1s",
     "otlp.eps_json", "otlp.eps_otlp", "otlp.worker_cpu_ratio_otlp_to_json", "otlp.v1_traces_requests_per_s",
     "otlp.v1_traces_p99_ms",
+    "dashboard.services_first_paint_ms_cold", "dashboard.services_first_paint_ms_cached",
+    "dashboard.chart_7d_longest_task_ms",
 )
 
 
@@ -74,7 +76,8 @@ def summary(r: dict[str, Any]) -> str:
     for path in FIGURES:
         lines.append(f"| `{path}` | {_fmt(r['figures'].get(path))} |")
     lines += ["", *_ingest_lines(r.get("ingest", {})), "", *_query_lines(r.get("query", {})), "",
-              *_error_lines(r.get("errors", {})), "", *_otlp_lines(r.get("otlp", {}))]
+              *_error_lines(r.get("errors", {})), "", *_otlp_lines(r.get("otlp", {})), "",
+              *_dashboard_lines(r.get("dashboard", {}))]
     if r.get("charts"):
         lines += ["", "Charts: " + ", ".join(f"[{Path(c).name}]({Path(c).name})" for c in r["charts"])]
     return "\n".join(lines) + "\n"
@@ -171,6 +174,30 @@ def _otlp_lines(o: dict[str, Any]) -> list[str]:
     for name, run in (("JSON", o["json"]), ("OTLP protobuf", o["otlp_proto"])):
         cpu = run["cpu_s_per_1000"]
         lines.append(f"| {name} | {_fmt(cpu.get('otlp'))} | {_fmt(cpu.get('bridge'))} | {_fmt(cpu.get('worker'))} |")
+    return lines
+
+
+def _dashboard_lines(d: dict[str, Any]) -> list[str]:
+    if why := _not_run(d):
+        return ["## Dashboard (in Chromium)", "", f"not run: {why}"]
+    data, pages, chart = d["dataset"], d["services_page"], d["chart_7d"]
+    lines = ["## Dashboard (in Chromium)", "",
+             f"{data['services']} services, {data['raw_spans']:,} raw spans, {data['rollup_documents']:,} rollup "
+             "documents. Times from navigation start, medians of "
+             f"{pages['cold']['n']} page loads (Performance API).", "",
+             "| services page | first contentful paint ms | table of every service ms | sparklines done ms | rows |",
+             "| --- | --- | --- | --- | --- |"]
+    for mode in ("cold", "cached"):
+        p = pages[mode]
+        lines.append(f"| {mode} | {_fmt(p['fcp'])} | {_fmt(p['table'])} | {_fmt(p['sparks'])} | {p['rows']} |")
+    lines += ["", f"7-day chart at one-minute buckets ({chart['points']:,} points, three charts, cold cache): "
+                  f"drawn {_fmt(chart['ready_ms_p50'], ' ms')} after navigation start (metrics answer "
+                  f"{_fmt(chart['api_ms_p50'], ' ms')}, drawing the three charts {_fmt(chart['draw_ms_p50'], ' ms')}); "
+                  f"longest main-thread task {_fmt(chart['longest_task_ms_max'], ' ms')}, total blocking time "
+                  f"{_fmt(chart['total_blocking_ms_p50'], ' ms')}; {chart['hover_moves']} cursor moves over the "
+                  f"chart in {_fmt(chart['hover_ms_p50'], ' ms')}, longest task while hovering "
+                  f"{_fmt(chart['hover_longest_task_ms_max'], ' ms') if chart['hover_longest_task_ms_max'] else 'none'}"
+                  " (a long task is one over 50 ms)."]
     return lines
 
 

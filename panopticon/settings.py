@@ -148,6 +148,13 @@ def _basic_auth(raw: str) -> str | None:
     return value or None
 
 
+def _ws_url(raw: str) -> str:
+    value = raw.strip()
+    if value and not value.lower().startswith(("ws://", "wss://")):
+        raise ValueError(f"must start with ws:// or wss://, got {raw!r}")
+    return value
+
+
 def var(env: str, parse: Parser, default: str, doc: str, *, secret: bool = False, group: str = "") -> Any:
     """A settings field bound to one environment variable; `default` is given as the raw text."""
     return field(
@@ -385,6 +392,10 @@ class Settings:
         "WS_ALLOWED_ORIGINS", _csv, "",
         "Browser origins allowed to open the WebSocket besides our own (same host and port, or the same host on "
         "API_PORT); while empty, loopback origins too; '*' for any.", group="API")
+    dashboard_ws_url: str = var(
+        "DASHBOARD_WS_URL", _ws_url, "",
+        "WebSocket URL the dashboard's live page opens; empty means ws(s)://<the page's host>:WS_PORT + WS_PATH.",
+        group="API")
     query_max_range_days: int = var(
         "QUERY_MAX_RANGE_DAYS", _int(1), "31", "Longest time range one query may cover.", group="API")
     query_max_page_size: int = var(

@@ -19,6 +19,7 @@ blueprint = Blueprint("metrics", __name__)
 
 _METRICS_ARGS = schemas.MetricsArgs()
 _RANKING_ARGS = schemas.RankingArgs()
+_SERVICES_ARGS = schemas.ServicesArgs()
 _ENDPOINT_TRACES_ARGS = schemas.EndpointTracesArgs()
 ENDPOINT_PARAM = {"endpointName": {"type": "string", "minLength": 1, "maxLength": 1024,
                                    "description": "Endpoint: http.route, else the span name (URL-encoded)."}}
@@ -38,29 +39,30 @@ def _answer(answer: Answer) -> Response:
 
 
 @blueprint.get("/query/services/<serviceName>/metrics")
-@operation(summary="Time series of requests, p50/p90/p95 latency and error rate.", args=schemas.MetricsArgs,
+@operation(summary="Time series of requests, p50/p90/p95/p99 latency and error rate.", args=schemas.MetricsArgs,
            response=schemas.MetricsSchema, path_params=SERVICE_PARAM)
 def service_metrics(serviceName: str) -> Response:  # the seed names path parameters in camelCase
-    """Requests, errors, error rate and p50/p90/p95 per bucket; default range: the last hour. The range is widened
+    """Requests, errors, error rate and p50/p90/p95/p99 per bucket; default range: the last hour. The range is widened
     to whole intervals (see `from` / `to`). Cached in Redis (X-Cache)."""
     service = params.path_text(serviceName, "serviceName")
     return _answer(params.query_service().series(params.load(_METRICS_ARGS, SeriesRequest, service=service)))
 
 
 @blueprint.get("/query/services")
-@operation(summary="Every service with its requests, p95 and error rate.", args=schemas.RankingArgs,
+@operation(summary="Every service with its requests, p95 and error rate.", args=schemas.ServicesArgs,
            response=schemas.ServicesSchema)
 def services_overview() -> Response:
-    """Per service: requests, errors, error rate, p50/p90/p95 in the range (default: the last hour); sort, search
-    (substring of the name), limit. Cached in Redis (X-Cache)."""
-    return _answer(params.query_service().ranking(params.load(_RANKING_ARGS, RankingRequest)))
+    """Per service: requests, errors, error rate, p50/p90/p95/p99 in the range (default: the last hour); sort, search
+    (substring of the name), limit; `by_environment=true` for one row per service and environment. Cached in
+    Redis (X-Cache)."""
+    return _answer(params.query_service().ranking(params.load(_SERVICES_ARGS, RankingRequest)))
 
 
 @blueprint.get("/query/services/<serviceName>/endpoints")
 @operation(summary="Endpoint ranking of one service.", args=schemas.RankingArgs, response=schemas.EndpointsSchema,
            path_params=SERVICE_PARAM)
 def service_endpoints(serviceName: str) -> Response:  # the seed names path parameters in camelCase
-    """Per endpoint of the service: requests, errors, error rate, p50/p90/p95 (default range: the last hour); sort,
+    """Per endpoint of the service: requests, errors, error rate, p50/p90/p95/p99 (default range: the last hour); sort,
     search (substring of the endpoint), limit. Cached in Redis (X-Cache)."""
     service = params.path_text(serviceName, "serviceName")
     return _answer(params.query_service().ranking(params.load(_RANKING_ARGS, RankingRequest, service=service)))

@@ -151,6 +151,11 @@ class RankingArgs(TimeArgs):
                            metadata={"description": "Rows (at most QUERY_MAX_PAGE_SIZE)."})
 
 
+class ServicesArgs(RankingArgs):
+    by_environment = fields.Boolean(load_default=False, metadata={
+        "description": "One row per service and environment (each row then has `environment`)."})
+
+
 class EndpointTracesArgs(TimeArgs):
     environment = _text("Environment (exact).")
     limit = fields.Integer(load_default=10, validate=validate.Range(min=1, error="must be at least 1"),
@@ -267,6 +272,7 @@ class StatsSchema(Schema):
     p50 = _nullable(fields.Float, metadata={"description": "ms, within 0.5% of the exact nearest-rank value."})
     p90 = _nullable(fields.Float, metadata={"description": "ms, within 0.5% of the exact nearest-rank value."})
     p95 = _nullable(fields.Float, metadata={"description": "ms, within 0.5% of the exact nearest-rank value."})
+    p99 = _nullable(fields.Float, metadata={"description": "ms, within 0.5% of the exact nearest-rank value."})
     avg_ms = _nullable(fields.Float)
     min_ms = _nullable(fields.Float)
     max_ms = _nullable(fields.Float)
@@ -319,6 +325,7 @@ class MetricsSchema(Schema):
 
 class ServiceRowSchema(StatsSchema):
     service_name = _req(fields.String())
+    environment = fields.String(metadata={"description": "With by_environment=true only."})
 
 
 class EndpointRowSchema(StatsSchema):

@@ -1,8 +1,10 @@
 """Optional bearer-token auth (API_AUTH_TOKENS) and CORS (CORS_ORIGINS) for dashboards.
 
-Auth: when tokens are configured, every route except the health routes needs
-`Authorization: Bearer <token>`; tokens are compared in constant time. The docs page and
-`/openapi.json` are protected too, because they describe the data. CORS preflight (`OPTIONS`) is
+Auth: when tokens are configured, every route except the health routes and the dashboard's page
+shell and static files needs `Authorization: Bearer <token>`; tokens are compared in constant time.
+The dashboard's shell and files hold no data: they must load so the page can ask for a token, which
+it then sends on every `/query/...` call. The docs page and `/openapi.json` are protected, because
+they describe the data. CORS preflight (`OPTIONS`) is
 answered before auth, since browsers never send credentials on a preflight.
 
 CORS: an Origin allowed by `origin_allowed` (our own origin, one in CORS_ORIGINS or any with '*', and
@@ -20,7 +22,7 @@ from flask import Flask, Response, abort, request
 from panopticon.access import is_loopback, token_ok
 from panopticon.settings import Settings
 
-EXEMPT_ENDPOINTS = frozenset({"health.healthz", "health.readyz"})
+EXEMPT_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "dashboard.index", "dashboard.asset"})
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-Id"
 EXPOSED_HEADERS = "X-Cache, X-Request-Id, Retry-After"
 PREFLIGHT_MAX_AGE = "600"

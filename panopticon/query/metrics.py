@@ -27,7 +27,7 @@ from panopticon.storage import TRACES, SearchStore
 # Intervals chosen when the request gives none: the smallest that keeps the series readable.
 INTERVAL_LADDER_MS = [UNITS_MS["m"] * n for n in (1, 5, 10, 15, 30, 60, 180, 360, 720, 1440, 10080)]
 TARGET_BUCKETS = 300
-SERVICE_SORTS = ("requests", "errors", "error_rate", "p50", "p90", "p95", "avg_ms", "name")
+SERVICE_SORTS = ("requests", "errors", "error_rate", "p50", "p90", "p95", "p99", "avg_ms", "name")
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,8 @@ def _merge_into(target: dict[Key, Aggregate], found: dict[Key, Aggregate]) -> No
 def _group_matches(key: Key, search: str) -> bool:
     """The rollup twin of the raw path's case-insensitive substring filter on the group name."""
     group = key[0] if isinstance(key, tuple) else key
+    if isinstance(group, tuple):  # (service, environment): the name is the service
+        group = group[0]
     return isinstance(group, str) and search.lower() in group.lower()
 
 
@@ -149,7 +151,7 @@ def stats(aggregate: Aggregate) -> dict[str, Any]:
 
 def time_series(store: SearchStore, scope: Scope, window: TimeRange, interval_ms: int, *,
                 deadline: Deadline, now_ms: int) -> dict[str, Any]:
-    """Requests, errors, error rate and p50/p90/p95 per bucket; `window` must be aligned to the interval."""
+    """Requests, errors, error rate and p50/p90/p95/p99 per bucket; `window` must be aligned to the interval."""
     by_time, sources = collect(store, scope, window, interval_ms=interval_ms, group_by=None, deadline=deadline,
                                now_ms=now_ms)
     overall = Aggregate()
@@ -167,20 +169,23 @@ def time_series(store: SearchStore, scope: Scope, window: TimeRange, interval_ms
 
 def ranking(store: SearchStore, scope: Scope, window: TimeRange, group_by: GroupBy, *, sort: str, order: str,
             limit: int, search: str | None, deadline: Deadline, now_ms: int) -> dict[str, Any]:
-    """Services (group_by="service") or endpoints (group_by="endpoint") with their numbers, sorted by `sort`
-    (one of SERVICE_SORTS)."""
+    """Services (group_by="service"), services per environment ("service_environment") or endpoints
+    ("endpoint") with their numbers, sorted by `sort` (one of SERVICE_SORTS)."""
     groups, sources = collect(store, scope, window, interval_ms=None, group_by=group_by, deadline=deadline,
                               now_ms=now_ms, search=search)
-    name_field = "service_name" if group_by == "service" else "endpoint"
-    rows = [{name_field: name, **stats(aggregate)} for name, aggregate in groups.items()]
-    rows = _sorted(rows, sort if sort != "name" else name_field, name_field, descending=order == "desc")
+    names = {"service": ("service_name",), "endpoint": ("endpoint",),
+             "service_environment": ("service_name", "environment")}[group_by or "service"]
+    rows = [{**dict(zip(names, name if isinstance(name, tuple) else (name,), strict=True)), **stats(aggregate)}
+            for name, aggregate in groups.items()]
+    rows = _sorted(rows, sort if sort != "name" else names[0], names, descending=order == "desc")
     return {"from": iso_ms(window.start_ms), "to": iso_ms(window.end_ms), "total": len(rows),
             "items": rows[:limit], "sources": sources}
 
 
-def _sorted(rows: list[dict[str, Any]], key: str, name: str, *, descending: bool) -> list[dict[str, Any]]:
-    """Sort on `key` with rows lacking a value last either way; ties by name (sorts are stable)."""
-    rows = sorted(rows, key=lambda row: row[name])
+def _sorted(rows: list[dict[str, Any]], key: str, names: tuple[str, ...], *,
+            descending: bool) -> list[dict[str, Any]]:
+    """Sort on `key` with rows lacking a value last either way; ties by name(s) (sorts are stable)."""
+    rows = sorted(rows, key=lambda row: tuple(row[name] for name in names))
     present = [row for row in rows if row[key] is not None]
     absent = [row for row in rows if row[key] is None]
     return sorted(present, key=lambda row: row[key], reverse=descending) + absent

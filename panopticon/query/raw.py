@@ -26,10 +26,14 @@ from panopticon.rollup.aggregate import Aggregate
 from panopticon.storage import TRACES, SearchStore
 
 COMPOSITE_PAGE = 10_000
-GROUP_FIELDS = {"service": "service_name", "endpoint": "endpoint"}
+# The fields of each grouping; the first is the group's name (what `search` matches).
+GROUP_FIELDS = {"service": ("service_name",), "endpoint": ("endpoint",),
+                "service_environment": ("service_name", "environment")}
 
-GroupBy = Literal["service", "endpoint"] | None
-Key = Any  # None, a bucket start (int ms), a group name (str), or (group, bucket start)
+GroupBy = Literal["service", "endpoint", "service_environment"] | None
+# None, a bucket start (int ms), a group (a name, or (service, environment) for "service_environment"),
+# or (group, bucket start)
+Key = Any
 
 
 def raw_filter(*, service: str | None, environment: str | None, endpoint: str | None, start_ms: int,
@@ -41,7 +45,7 @@ def raw_filter(*, service: str | None, environment: str | None, endpoint: str | 
         f.optional_term("service_name", service),
         f.optional_term("environment", environment),
         f.optional_term("endpoint", endpoint),
-        f.contains(GROUP_FIELDS[group_by], search) if search and group_by else None,
+        f.contains(GROUP_FIELDS[group_by][0], search) if search and group_by else None,
     ])
 
 
@@ -54,8 +58,9 @@ def raw_aggregates(store: SearchStore, *, service: str | None, environment: str 
     own buckets and cache keys to them. Only buckets with at least one request are present.
     """
     sources: list[dict[str, Any]] = []
-    if group_by is not None:
-        sources.append({"group": {"terms": {"field": GROUP_FIELDS[group_by]}}})
+    group_fields = GROUP_FIELDS[group_by] if group_by is not None else ()
+    for n, name in enumerate(group_fields):
+        sources.append({f"group{n or ''}": {"terms": {"field": name}}})
     if interval_ms is not None:
         sources.append({"time": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{interval_ms}ms"}}})
     sources.append({"bucket": {"terms": {"field": "duration_bucket"}}})
@@ -77,17 +82,19 @@ def raw_aggregates(store: SearchStore, *, service: str | None, environment: str 
     while True:
         cells = run_search(store, index, body, deadline).get("aggregations", {}).get("cells", {})
         for cell in cells.get("buckets", []):
-            _add_cell(out, cell, group_by is not None, interval_ms is not None)
+            _add_cell(out, cell, len(group_fields), interval_ms is not None)
         after = cells.get("after_key")
         if not after or len(cells.get("buckets", [])) < COMPOSITE_PAGE:
             return out
         composite["after"] = after
 
 
-def _add_cell(out: dict[Key, Aggregate], cell: dict[str, Any], grouped: bool, timed: bool) -> None:
+def _add_cell(out: dict[Key, Aggregate], cell: dict[str, Any], groups: int, timed: bool) -> None:
     """One composite bucket (one histogram cell of one group / time bucket) into its Aggregate."""
     key = cell["key"]
-    group = key["group"] if grouped else None
+    grouped = groups > 0
+    group = (key["group"] if groups == 1 else tuple(key[f"group{n or ''}"] for n in range(groups))) if grouped \
+        else None
     when = int(key["time"]) if timed else None
     slot: Key = (group, when) if grouped and timed else group if grouped else when
     count = int(cell["doc_count"])

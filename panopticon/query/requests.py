@@ -98,6 +98,7 @@ class RankingRequest:
     sort: str = "requests"
     order: str = "desc"
     limit: int = 100
+    by_environment: bool = False  # services only: one row per (service, environment)
 
 
 @dataclass(frozen=True)

@@ -157,8 +157,10 @@ class QueryService:
         deadline = self.deadline()
         scope = metrics.Scope(q.service, q.environment)
         question = {"service": q.service, "env": q.environment, "search": q.search, "sort": q.sort,
-                    "order": q.order, "limit": limit, "from": window.start_ms, "to": window.end_ms}
-        group_by: GroupBy = "service" if q.service is None else "endpoint"
+                    "order": q.order, "limit": limit, "from": window.start_ms, "to": window.end_ms,
+                    "by_env": q.by_environment}
+        group_by: GroupBy = "endpoint" if q.service is not None else (
+            "service_environment" if q.by_environment else "service")
 
         def compute() -> dict[str, Any]:
             answer = metrics.ranking(self.store, scope, window, group_by, sort=q.sort, order=q.order, limit=limit,

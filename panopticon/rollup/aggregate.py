@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from panopticon.model.histogram import Histogram, quantiles
 
-PERCENTILES = (0.5, 0.9, 0.95)
+PERCENTILES = (0.5, 0.9, 0.95, 0.99)
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Aggregate:
         return self.duration_sum / self.requests if self.requests else None
 
     def percentiles(self, qs: tuple[float, ...] = PERCENTILES) -> dict[str, float | None]:
-        """{"p50": ..., "p90": ..., "p95": ...} in ms."""
+        """{"p50": ..., "p90": ..., "p95": ..., "p99": ...} in ms."""
         values = quantiles(self.histogram, qs)
         return {f"p{round(q * 100):d}": v for q, v in zip(qs, values, strict=True)}
 

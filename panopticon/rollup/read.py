@@ -12,7 +12,8 @@ merged histogram (exact merges: never an average of percentiles).
 Return shape of both (`query/raw.py` `Key`): {key: Aggregate} where key is `(group, bucket_start_ms)`
 with a group_by and an interval, `group` with only a group_by, `bucket_start_ms` with only an interval,
 and None with neither. Buckets are aligned to the epoch (as the engine's date_histogram aligns them);
-`group` is the endpoint (group_by="endpoint") or the service (group_by="service").
+`group` is the endpoint (group_by="endpoint"), the service (group_by="service"), or (service, environment)
+(group_by="service_environment").
 
 Tiers: hourly documents answer the whole hours inside the range when the bucket size allows it (no
 interval, or a multiple of an hour) and no window of the hour is left to raw spans; window documents
@@ -35,7 +36,7 @@ from panopticon.rollup.aggregate import Aggregate
 from panopticon.rollup.windows import HOUR_MS, MINUTE_MS, ceil_to, floor_to, runs
 from panopticon.storage import SearchStore
 
-GROUPS = ("endpoint", "service")
+GROUPS = ("endpoint", "service", "service_environment")
 PAGE_SIZE = 2000
 UNROLLED_PAGE = 1000
 Range = tuple[int, int]
@@ -169,8 +170,7 @@ def read_rollups(store: SearchStore, *, service: str | None, environment: str | 
             if max_documents is not None and answer.documents > max_documents:
                 raise ReadLimit(f"more than {max_documents} rollup documents")
             bucket = None if interval_ms is None else floor_to(at_ms, interval_ms)
-            group = document["endpoint"] if group_by == "endpoint" else (
-                document["service_name"] if group_by == "service" else None)
+            group = _group(document, group_by)
             key = aggregate_key(group, bucket, grouped=group_by is not None, timed=interval_ms is not None)
             answer.aggregates.setdefault(key, Aggregate()).merge(docs.aggregate_of(document))
     return answer
@@ -207,6 +207,17 @@ def unrolled_windows(store: SearchStore, *, service: str | None, environment: st
         if len(buckets) < UNROLLED_PAGE or not found.get("after_key"):
             return out
         composite["after"] = found["after_key"]
+
+
+def _group(document: dict[str, Any], group_by: str | None) -> Any:
+    """The document's group in the raw path's key shape (`query/raw.py` GROUP_FIELDS)."""
+    if group_by == "endpoint":
+        return document["endpoint"]
+    if group_by == "service":
+        return document["service_name"]
+    if group_by == "service_environment":
+        return document["service_name"], document["environment"]
+    return None
 
 
 def rollup_aggregates(store: SearchStore, *, service: str | None, environment: str | None, endpoint: str | None,
@@ -269,9 +280,13 @@ def aggregates_to_json(aggregates: dict[AggregateKey, Aggregate]) -> bytes:
     return orjson.dumps(rows)
 
 
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 def aggregates_from_json(raw: bytes) -> dict[AggregateKey, Aggregate]:
     out: dict[AggregateKey, Aggregate] = {}
     for key, requests, errors, total, low, high, indexes, counts in orjson.loads(raw):
-        key = tuple(key) if isinstance(key, list) else key  # JSON turned the (group, bucket) tuple into a list
+        key = _tuples(key)  # JSON turned the (group, bucket) and (service, environment) tuples into lists
         out[key] = Aggregate(requests, errors, total, low, high, Histogram.from_arrays(indexes, counts))
     return out

@@ -64,6 +64,11 @@ def stack() -> Settings:
 @pytest.fixture
 def namespace(stack: Settings) -> Iterator[Settings]:
     """Settings whose data streams, topics, consumer group and Celery queue belong to this test only."""
+    yield from own_namespace(stack)
+
+
+def own_namespace(stack: Settings) -> Iterator[Settings]:
+    """The body of `namespace`, for fixtures of a wider scope (tests/browser shares one per module)."""
     ns = f"t{uuid.uuid4().hex[:8]}"
     settings = stack.replace(
         index_prefix=f"{ns}-",
@@ -80,15 +85,17 @@ def namespace(stack: Settings) -> Iterator[Settings]:
         error_channel=f"{ns}:error-logs",
         bridge_metrics_port=0,
     )
-    yield settings
-    store = open_store(settings)
-    store.delete_namespace()
-    store.close()
-    admin = AdminClient(common_config(settings))
-    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(ns)]
-    if topics:
-        for future in admin.delete_topics(topics, operation_timeout=30).values():
-            future.result(30)
+    try:
+        yield settings
+    finally:
+        store = open_store(settings)
+        store.delete_namespace()
+        store.close()
+        admin = AdminClient(common_config(settings))
+        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(ns)]
+        if topics:
+            for future in admin.delete_topics(topics, operation_timeout=30).values():
+                future.result(30)
 
 
 @pytest.fixture

@@ -51,7 +51,9 @@ class ProcessGroup:
             "beat": [sys.executable, "-m", "celery", "-A", "panopticon", "beat", "--loglevel", "INFO",
                      "--schedule", str(self.logs / f"beat-{len(self.running)}")],
             "relay": [sys.executable, "-m", "panopticon.errorstream"],
-            # As the Procfile's `ws`, on the test's WS_PORT.
+            # As the Procfile's `web` and `ws`, on the test's API_PORT / WS_PORT.
+            "web": [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{settings.api_port}",
+                    "--worker-class", "gthread", "--workers", "1", "--threads", "16", "wsgi:app"],
             "ws": [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{settings.ws_port}",
                    "--worker-class", "gevent", "--worker-connections", "2100", "--workers", "1",
                    "--graceful-timeout", "5", "--no-control-socket", "wsgi:ws_app"],

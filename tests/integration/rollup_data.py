@@ -17,7 +17,7 @@ from panopticon.storage import TRACES, SearchStore
 
 SERVICES = {"checkout": ["POST /orders", "GET /cart", "GET /health"], "search": ["GET /q", "GET /suggest"]}
 ENVIRONMENTS = ("production", "staging")
-PERCENTILES = {"p50": 50, "p90": 90, "p95": 95}
+PERCENTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99}
 
 
 def span_message(n: int, *, service: str, environment: str, endpoint: str, start_ms: int, duration_ms: float,
@@ -88,7 +88,7 @@ def truth(documents: list[dict], start_ms: int, end_ms: int, interval_ms: int | 
 
 
 def assert_matches_truth(aggregates: dict, expected: dict, label: str) -> None:
-    """Counts and error rates exact; p50/p90/p95 within 1 % of numpy's exact nearest-rank percentiles."""
+    """Counts and error rates exact; p50/p90/p95/p99 within 1 % of numpy's exact nearest-rank percentiles."""
     assert set(aggregates) == set(expected), f"{label}: keys differ: {set(aggregates) ^ set(expected)}"
     for key, (requests, errors, durations) in expected.items():
         got = aggregates[key]

@@ -8,6 +8,7 @@ numpy for percentiles (nearest rank, `inverted_cdf`), never from our own aggrega
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from flask.testing import FlaskClient
 
 from panopticon import sample
 from panopticon.api import create_app
+from panopticon.api.dashboard import STATIC
 from panopticon.kafka import ensure_topics
 from panopticon.processing.schemas import Decoded, decode_log, decode_span
 from panopticon.settings import Settings
@@ -240,6 +242,24 @@ def test_services_and_endpoints_agree_with_truth(client: FlaskClient, data: Samp
     assert series["summary"]["requests"] == catalog_row["requests"] == sum(r["requests"] for r in endpoints["items"])
 
 
+def test_services_by_environment_has_one_row_per_service_and_environment(client: FlaskClient,
+                                                                         data: Sample) -> None:
+    split = _ok(client, f"/query/services?{_range(data)}&by_environment=true&sort=name&order=asc")
+    start, end = iso_ms(split["from"]), iso_ms(split["to"])
+    requests = [r for r in data.requests() if start <= r.start_ms < end]
+    pairs = sorted({(r.service, r.environment) for r in requests})
+    assert [(row["service_name"], row["environment"]) for row in split["items"]] == pairs
+    assert split["total"] == len(pairs) and {e for _, e in pairs} == {"production", "staging"}
+    for row in split["items"]:
+        assert_stats(row, [r for r in requests if (r.service, r.environment) == (row["service_name"],
+                                                                                  row["environment"])], str(row))
+        alone = _ok(client, f"/query/services?start={start}&end={end}&environment={row['environment']}"
+                            f"&search={row['service_name']}")
+        assert [{**r, "environment": row["environment"]} for r in alone["items"]
+                if r["service_name"] == row["service_name"]] == [row]
+    assert "environment" not in _ok(client, f"/query/services?{_range(data)}")["items"][0]
+
+
 def test_search_limit_and_sort_on_services(client: FlaskClient, data: Sample) -> None:
     found = _ok(client, f"/query/services?{_range(data)}&search=ATALO")
     assert [row["service_name"] for row in found["items"]] == ["catalog"]
@@ -421,7 +441,9 @@ def test_without_redis_the_cache_is_off(namespace: Settings, store: SearchStore,
 # --- contract and safety ------------------------------------------------------------------------------------
 
 PATH_SAMPLES = {"traceId": "abc", "serviceName": "gateway", "endpointName": "/api/products",
-                "name": "swagger-ui.css"}
+                "name": "swagger-ui.css", "asset": "js/main.js"}
+# The dashboard's page shell and static files hold no data: they load without a token, so the page can ask for one.
+NO_TOKEN = ("health.healthz", "health.readyz", "dashboard.index", "dashboard.asset")
 
 
 def _every_route(app: Flask) -> list[tuple[str, str]]:
@@ -445,8 +467,12 @@ def test_every_route_needs_a_token_when_tokens_are_set(namespace: Settings, stor
     assert len(routes) >= 13
     for endpoint, path in routes:
         response = client.get(path)
-        if endpoint in ("health.healthz", "health.readyz"):
+        if endpoint in NO_TOKEN:
             assert response.status_code == 200, path
+            if endpoint == "dashboard.asset":  # a file of the package, whatever is stored
+                assert response.data == (STATIC / PATH_SAMPLES["asset"]).read_bytes()
+            assert b"gateway" not in response.data, path
+            response.close()
             continue
         assert response.status_code == 401, path
         assert response.get_json()["error"]["code"] == "unauthorized"
@@ -460,9 +486,7 @@ def test_openapi_lists_every_route_and_docs_render(client: FlaskClient, app: Fla
     spec = _ok(client, "/openapi.json")
     documented = set(spec["paths"])
     for rule in app.url_map.iter_rules():
-        path = rule.rule.replace("<endpoint:endpointName>", "{endpointName}")
-        for name in rule.arguments:
-            path = path.replace(f"<{name}>", "{" + name + "}")
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         assert path in documented, path
     spans = spec["paths"]["/query/spans"]["get"]
     assert {p["name"] for p in spans["parameters"]} >= {"service", "kind", "status", "min_duration_ms", "cursor"}

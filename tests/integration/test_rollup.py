@@ -313,6 +313,12 @@ def test_services_overview_over_a_day_reads_hourly_rollups(day_of_spans) -> None
     raw_only = _get(store.settings.replace(redis_host=None, rollup_enabled=False), path)
     assert "1h" in answer["sources"]["rollup"]["tiers"]
     assert _rounded(answer["items"]) == _rounded(raw_only["items"]) and answer["items"]
+    # One row per service and environment: rollups and raw spans agree on that split too.
+    split = _get(store.settings.replace(redis_host=None), f"{path}&by_environment=true")
+    split_raw = _get(store.settings.replace(redis_host=None, rollup_enabled=False), f"{path}&by_environment=true")
+    assert split["sources"]["rollup"] is not None
+    assert _rounded(split["items"]) == _rounded(split_raw["items"]) and split["items"]
+    assert all("environment" in row for row in split["items"])
 
 
 def _get(settings: Settings, path: str) -> dict:

@@ -131,3 +131,13 @@ def test_cache_encoding_round_trips(keys) -> None:
               Aggregate(1, 0, 2.0, 2.0, 2.0, Histogram({300: 1}))]
     aggregates = dict(zip(keys, values, strict=False))
     assert aggregates_from_json(aggregates_to_json(aggregates)) == aggregates
+
+
+def test_cache_encoding_keeps_service_environment_keys() -> None:
+    one = Aggregate(requests=2, errors=1, duration_sum=30.0, duration_min=10.0, duration_max=20.0)
+    one.histogram.add(10.0)
+    one.histogram.add(20.0)
+    keys = [("checkout", "production"), (("checkout", "staging"), 60_000), ("checkout", 120_000), 180_000, None]
+    decoded = aggregates_from_json(aggregates_to_json(dict.fromkeys(keys, one)))
+    assert list(decoded) == keys
+    assert all(a.percentiles() == one.percentiles() and a.requests == 2 for a in decoded.values())
