@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import calendar
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -212,18 +212,19 @@ def _progress_of(source: dict[str, Any] | None) -> Progress:
     return Progress(source.get("mark_ms"), source.get("cut_ms"), source.get("after"), source.get("last_run") or {})
 
 
-def get_progress(store: SearchStore) -> Progress:
-    return _progress_of(store.get(store.name(STATE), PROGRESS_ID))
+def get_progress(store: SearchStore, progress_id: str = PROGRESS_ID) -> Progress:
+    return _progress_of(store.get(store.name(STATE), progress_id))
 
 
-def get_mark(store: SearchStore) -> int | None:
-    """Every span stored (ingested) before this time is in the rollups; None before the first complete scan."""
-    return get_progress(store).mark_ms
+def get_mark(store: SearchStore, progress_id: str = PROGRESS_ID) -> int | None:
+    """Every document of the kind stored (ingested) before this time is in its rollups; None before the first
+    complete scan."""
+    return get_progress(store, progress_id).mark_ms
 
 
-def set_mark(store: SearchStore, mark_ms: int | None) -> None:
+def set_mark(store: SearchStore, mark_ms: int | None, progress_id: str = PROGRESS_ID) -> None:
     """Put the mark anywhere, also backwards (operators and tests): the next runs roll what was stored since."""
-    store.put(store.name(STATE), PROGRESS_ID, Progress(mark_ms).as_document(), refresh=True)
+    store.put(store.name(STATE), progress_id, Progress(mark_ms).as_document(), refresh=True)
 
 
 # --- finding the windows that received spans -------------------------------------------------------
@@ -236,8 +237,8 @@ class Stored:
     last_stored_ms: int
 
 
-def stored_windows_body(mark_ms: int, cut_ms: int, width_ms: int, size: int,
-                        after: dict[str, Any] | None = None) -> dict[str, Any]:
+def stored_windows_body(mark_ms: int, cut_ms: int, width_ms: int, size: int, after: dict[str, Any] | None = None,
+                        filters: tuple[dict[str, Any], ...] = ({"term": {"is_request": True}},)) -> dict[str, Any]:
     """ONE aggregation: the windows (by event time) of the requests stored in [mark_ms, cut_ms), in order.
 
     It reads only spans stored in that range (a range on `ingested_at`), so its cost follows what arrived
@@ -251,19 +252,21 @@ def stored_windows_body(mark_ms: int, cut_ms: int, width_ms: int, size: int,
         "size": 0,
         "track_total_hits": False,
         "query": {"bool": {"filter": [
-            {"term": {"is_request": True}},
+            *filters,
             {"range": {"ingested_at": {"gte": mark_ms, "lt": cut_ms, "format": "epoch_millis"}}},
         ]}},
         "aggs": {"windows": {"composite": composite, "aggs": {"last_stored": {"max": {"field": "ingested_at"}}}}},
     }
 
 
-def scan_stored(store: SearchStore, mark_ms: int, cut_ms: int, size: int,
-                after: dict[str, Any] | None = None) -> tuple[list[Stored], dict[str, Any] | None]:
-    """Up to `size` windows with requests stored in [mark_ms, cut_ms), and the `after` key to continue from
-    (None when the scan is complete)."""
+def scan_stored(store: SearchStore, mark_ms: int, cut_ms: int, size: int, after: dict[str, Any] | None = None,
+                kind: Kind | None = None) -> tuple[list[Stored], dict[str, Any] | None]:
+    """Up to `size` windows with documents of `kind` stored in [mark_ms, cut_ms), and the `after` key to
+    continue from (None when the scan is complete)."""
+    kind = kind or REQUESTS
     width = store.settings.rollup_bucket_minutes * 60_000
-    answer = store.search(store.name(TRACES), stored_windows_body(mark_ms, cut_ms, width, size, after))
+    answer = store.search(store.name(kind.data_stream),
+                          stored_windows_body(mark_ms, cut_ms, width, size, after, kind.scan_filters))
     found = (answer.get("aggregations") or {}).get("windows") or {}
     buckets = found.get("buckets", [])
     windows = [Stored(int(b["key"]["window"]), int(b["doc_count"]), int(b["last_stored"]["value"])) for b in buckets]
@@ -307,20 +310,41 @@ def roll_windows(store: SearchStore, windows: Iterable[int], now: int, result: R
         store.refresh(docs.metrics_indices(store.settings, chosen[0], chosen[-1] + width))
 
 
-def roll_due(store: SearchStore, now: int | None = None) -> RunResult:
-    """What beat runs every ROLLUP_INTERVAL_SECONDS: roll every window that received spans since the last run."""
+@dataclass(frozen=True)
+class Kind:
+    """One family of rollups that follows its own stored data, with its own progress marker.
+
+    Request statistics are one (`REQUESTS`); the others are listed in `panopticon.rollup.kinds`. Each says
+    which stored documents make a window dirty (`data_stream`, `scan_filters`) and how to roll windows
+    (`roll`, which must overwrite by deterministic ids and refresh what it wrote before it returns).
+    """
+
+    name: str
+    progress_id: str
+    data_stream: str
+    scan_filters: tuple[dict[str, Any], ...]
+    roll: Callable[[SearchStore, list[int], int, RunResult], None]
+
+
+REQUESTS = Kind("requests", PROGRESS_ID, TRACES, ({"term": {"is_request": True}},), roll_windows)
+
+
+def roll_due(store: SearchStore, now: int | None = None, kind: Kind | None = None) -> RunResult:
+    """What beat runs every ROLLUP_INTERVAL_SECONDS: roll every window that received documents of `kind`
+    (request statistics by default) since the last run."""
+    kind = kind or REQUESTS
     now = now if now is not None else now_ms()
     settings = store.settings
     width = settings.rollup_bucket_minutes * 60_000
     index = store.name(STATE)
-    source, version = store.get_versioned(index, PROGRESS_ID)
+    source, version = store.get_versioned(index, kind.progress_id)
     progress = _progress_of(source)
     mark = progress.mark_ms if progress.mark_ms is not None else 0  # the first run covers everything stored
     cut = progress.cut_ms if progress.cut_ms is not None else settled_cut(now, settings.settle_seconds * 1000)
     result = RunResult(mark_ms=progress.mark_ms)
     if cut <= mark:
         return result
-    found, after = scan_stored(store, mark, cut, settings.rollup_max_windows_per_run, progress.after)
+    found, after = scan_stored(store, mark, cut, settings.rollup_max_windows_per_run, progress.after, kind)
     oldest_kept = floor_to(now - settings.traces_retention_days * DAY_MS, width)
     kept = [w for w in found if w.window_ms >= oldest_kept]
     result.skipped_expired = len(found) - len(kept)
@@ -329,17 +353,17 @@ def roll_due(store: SearchStore, now: int | None = None) -> RunResult:
         lateness = stored.last_stored_ms - (stored.window_ms + width)
         result.max_lateness_ms = max(result.max_lateness_ms, lateness)
         result.late_windows += lateness > settle_ms
-    roll_windows(store, [w.window_ms for w in kept], now, result)
+    kind.roll(store, [w.window_ms for w in kept], now, result)
     done = after is None
     result.mark_ms, result.pending = (cut, False) if done else (progress.mark_ms, True)
     following = Progress(cut if done else progress.mark_ms, None if done else cut, None if done else after,
                          {**result.as_dict(), "at": iso_ms(now)})
-    if not store.put_if(index, PROGRESS_ID, following.as_document(), version, refresh=True):
+    if not store.put_if(index, kind.progress_id, following.as_document(), version, refresh=True):
         # Another run saved progress meanwhile; what this one rolled stays valid (overwrites are idempotent).
-        log.info("rollup run: progress was moved by another run; keeping theirs")
-        result.mark_ms = get_mark(store)
+        log.info("rollup run (%s): progress was moved by another run; keeping theirs", kind.name)
+        result.mark_ms = get_mark(store, kind.progress_id)
     if result.windows or result.skipped_expired:
-        log.info("rollup run: %s", result.as_dict())
+        log.info("rollup run (%s): %s", kind.name, result.as_dict())
     return result
 
 

@@ -8,6 +8,7 @@ and a task redelivered after a worker crash simply does the same work again.
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any
 
@@ -16,9 +17,12 @@ from celery import current_app, shared_task
 from panopticon import flow
 from panopticon.model.times import now_ms, parse_time
 from panopticon.rollup import job
+from panopticon.rollup.kinds import KINDS
 from panopticon.rollup.windows import floor_to
 from panopticon.settings import Settings
 from panopticon.storage import SearchStore, open_store
+
+log = logging.getLogger(__name__)
 
 # A catch-up run is bounded by ROLLUP_MAX_WINDOWS_PER_RUN; these limits only stop a run that hangs.
 SOFT_LIMIT_SECONDS = 600
@@ -34,7 +38,17 @@ def _store() -> SearchStore:
 
 @shared_task(name=flow.ROLLUP_DUE, acks_late=True, soft_time_limit=SOFT_LIMIT_SECONDS, time_limit=HARD_LIMIT_SECONDS)
 def rollup_due() -> dict[str, Any]:
-    return job.roll_due(_store()).as_dict()
+    """Every kind of rollup, one after the other; a kind that fails does not hold the others back."""
+    store, results, failures = _store(), {}, []
+    for kind in KINDS:
+        try:
+            results[kind.name] = job.roll_due(store, kind=kind).as_dict()
+        except Exception as exc:  # re-raised below, after the other kinds had their run
+            failures.append(exc)
+            log.warning("rollup run of %s failed: %s", kind.name, exc)
+    if failures:
+        raise failures[0]
+    return results
 
 
 @shared_task(name=flow.ROLLUP_WINDOW, acks_late=True, soft_time_limit=SOFT_LIMIT_SECONDS, time_limit=HARD_LIMIT_SECONDS)
