@@ -73,7 +73,8 @@ def test_kill_9_worker_child(namespace: Settings, store: SearchStore, processes:
 
 def test_kill_9_worker_main_process(namespace: Settings, store: SearchStore, processes: ProcessGroup,
                                     report: Report) -> None:
-    settings = namespace.replace(bulk_batch_size=500, bulk_task_timeout_seconds=20)
+    # Its prefetched batches wait unacknowledged in Redis until the bridge hands them off again.
+    settings = namespace.replace(bulk_batch_size=500, bulk_task_timeout_seconds=20, bulk_queue_timeout_seconds=30)
     run = FaultRun("2b. kill -9 worker main process", settings, store, processes, report)
     run.prepare(12_000)
     worker = run.start("worker")

@@ -74,7 +74,9 @@ def test_replay_from_earliest_creates_nothing(namespace: Settings, store: Search
 
 
 def test_kill_9_worker_and_bridge_mid_run(namespace: Settings, store: SearchStore, processes) -> None:
-    settings = namespace.replace(bulk_task_timeout_seconds=15, bulk_batch_size=500)
+    # The killed worker's prefetched batches wait unacknowledged in Redis; the bridge hands them off again
+    # after BULK_QUEUE_TIMEOUT_SECONDS (the broker would redeliver them only after its visibility timeout).
+    settings = namespace.replace(bulk_task_timeout_seconds=15, bulk_queue_timeout_seconds=20, bulk_batch_size=500)
     _topics(settings)
     messages, produced = make_messages(settings.index_prefix, 16_000, bad_ratio=0.0)
     worker = processes.start("worker", settings)

@@ -358,14 +358,12 @@ def test_rollups_of_otlp_spans_match_the_raw_answer(pipeline: Receiver, store: S
     assert OTLPSpanExporter(endpoint=f"{pipeline.url}/v1/traces").export(spans) == SpanExportResult.SUCCESS
     wait_stored(store, len(spans), 15)
     start_ms = hour_ago // MS
-    # As beat would: roll every closed minute up to now (a catch-up runs in pieces of ROLLUP_MAX_WINDOWS_PER_RUN).
-    now = job.now_ms()
-    watermark = None
+    # As beat would, once the stored spans have settled: roll until the scan is complete (a catch-up runs
+    # in pieces of ROLLUP_MAX_WINDOWS_PER_RUN).
+    now = job.now_ms() + settings.settle_seconds * 1000 + 1000
     for _ in range(20):
-        result = job.roll_due(store, now)
-        if result.watermark_ms == watermark:
+        if not job.roll_due(store, now).pending:
             break
-        watermark = result.watermark_ms
     store.refresh(f"{store.settings.index_prefix}*")
     client = create_app(settings).test_client()
     url = f"/query/services/rolled/metrics?start={start_ms - MINUTE_MS}&end={start_ms + 10 * MINUTE_MS}&interval=1m"
