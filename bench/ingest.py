@@ -74,11 +74,13 @@ def watch_count(store: SearchStore, total: int, *, timeout: float,
 def _timing(samples: list[Sample], total: int, started: float) -> dict[str, Any]:
     rate, first_to_all = steady_rate(samples, total), first_to_all_rate(samples, total)
     end = samples[-1][0]
-    return {"events": total, "eps": round(rate) if rate else None,
+    overall = total / (end - started)
+    return {"events": total, "eps": round(rate if rate else overall),
+            "rate_basis": "steady" if rate else "overall: too short for refresh steps (see stats.steady_rate)",
             "eps_first_to_all": round(first_to_all) if first_to_all else None,
             "refresh_steps": [len(refresh_steps([(x.at, x.parts[k]) for x in samples]))
                               for k in range(len(samples[-1].parts))],
-            "all_searchable_s": round(end - started, 2), "overall_eps": round(total / (end - started))}
+            "all_searchable_s": round(end - started, 2), "overall_eps": round(overall)}
 
 
 # --- the ceiling --------------------------------------------------------------------------------------

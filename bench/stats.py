@@ -44,23 +44,29 @@ def refresh_steps(samples: Sequence[tuple[float, int]]) -> list[tuple[float, int
     return steps
 
 
-def steady_rate(samples: Sequence[Sample] | Sequence[tuple[float, int]], total: int) -> float | None:
-    """Events per second while documents were being written, from the refreshes of each index.
+MIN_WINDOW_S = 1.0  # a window shorter than one refresh interval says more about refresh timing than about rate
 
-    Each index's count moves only when that index refreshes (once a second; the indices of the two data
-    streams refresh on clocks of their own, so their sum would mix two schedules). Per index: its first
-    refresh that shows documents comes after writing began; its last refresh before the one that shows all
-    of them still shows fewer, so writing went on past it. Between those two, writing never stopped, so
-    their difference in count over their difference in time is that index's rate, with neither start-up
-    (process start, group join) nor the tail in it (the last documents wait up to a refresh interval to
-    show, which first-to-all counts as time spent writing: at 45,000 events/s, 150,000 events take 3.3 s,
-    and that tail would be up to a third of it). The rate is the sum over the indices. An index with fewer
-    than three refresh steps has no such pair and gives its first-to-all rate; if one has no rate at all,
-    the whole is first-to-all. The error left is the detection of each refresh (one poll interval) over
-    the time between them, and the two indices' windows not being exactly the same.
+
+def steady_rate(samples: Sequence[Sample] | Sequence[tuple[float, int]], total: int) -> float | None:
+    """Events per second while documents were being written, from the refreshes of each index; None when
+    the run was too short to have such refreshes (the caller then says so and uses the overall rate).
+
+    Each index's count moves only when that index refreshes (once a second, or sooner when its indexing
+    buffer fills; the indices of the two data streams refresh on clocks of their own, so their sum would
+    mix two schedules). Per index: its first refresh that shows documents comes after writing began; its
+    last refresh before the one that shows all of them still shows fewer, so writing went on past it.
+    Between those two, writing never stopped, so their difference in count over their difference in time
+    is that index's rate, with neither start-up (process start, group join) nor the tail in it (the last
+    documents wait up to a refresh interval to show, which first-to-all counts as time spent writing: at
+    45,000 events/s, 150,000 events take 3.3 s, and that tail would be up to a third of it). The rate is
+    the sum over the indices. Every index needs at least three refresh steps, and MIN_WINDOW_S between its
+    first and its next-to-last. The error left is the detection of each refresh (one poll interval) over
+    that window, and the two indices' windows not being exactly the same.
     """
     parts = [tuple(getattr(s, "parts", ())) for s in samples]
-    if not samples or len({len(p) for p in parts}) != 1 or not parts[0]:
+    if not samples or len({len(p) for p in parts}) != 1:
+        return None
+    if not parts[0]:
         return _one_index_rate([(s[0], s[1]) for s in samples], total)
     rates = []
     for k in range(len(parts[0])):
@@ -70,18 +76,17 @@ def steady_rate(samples: Sequence[Sample] | Sequence[tuple[float, int]], total: 
             continue
         rate = _one_index_rate(series, part_total)
         if rate is None:
-            return first_to_all_rate(samples, total)
+            return None
         rates.append(rate)
     return sum(rates) if rates else None
 
 
 def _one_index_rate(series: Sequence[tuple[float, int]], total: int) -> float | None:
     steps = refresh_steps(series)
-    if len(steps) >= 3 and steps[-1][1] >= total:
-        (start, first), (end, last) = steps[0], steps[-2]
-        if end > start:
-            return (last - first) / (end - start)
-    return first_to_all_rate(series, total)
+    if len(steps) < 3 or steps[-1][1] < total:
+        return None
+    (start, first), (end, last) = steps[0], steps[-2]
+    return (last - first) / (end - start) if end - start >= MIN_WINDOW_S else None
 
 
 def first_to_all_rate(samples: Sequence[tuple[float, int]] | Sequence[Sample], total: int) -> float | None:
