@@ -52,41 +52,51 @@ def steady_rate(samples: Sequence[Sample] | Sequence[tuple[float, int]], total: 
     the run was too short to have such refreshes (the caller then says so and uses the overall rate).
 
     Each index's count moves only when that index refreshes (once a second, or sooner when its indexing
-    buffer fills; the indices of the two data streams refresh on clocks of their own, so their sum would
-    mix two schedules). Per index: its first refresh that shows documents comes after writing began; its
-    last refresh before the one that shows all of them still shows fewer, so writing went on past it.
-    Between those two, writing never stopped, so their difference in count over their difference in time
-    is that index's rate, with neither start-up (process start, group join) nor the tail in it (the last
-    documents wait up to a refresh interval to show, which first-to-all counts as time spent writing: at
-    45,000 events/s, 150,000 events take 3.3 s, and that tail would be up to a third of it). The rate is
-    the sum over the indices. Every index needs at least three refresh steps, and MIN_WINDOW_S between its
-    first and its next-to-last. The error left is the detection of each refresh (one poll interval) over
-    that window, and the two indices' windows not being exactly the same.
+    buffer fills; the indices of the two data streams refresh on clocks of their own). Per index: its
+    first refresh that shows documents comes after writing began; its last refresh before the one that
+    shows all of them still shows fewer, so writing went on past it. Between those two, writing never
+    stopped: their difference in count over their difference in time is the index's rate, and from it
+    when its writing began (the first refresh, less the time its count then took at that rate) and ended
+    (the next-to-last refresh, plus the time the rest took). The rate is every document over the time
+    from the earliest start to the latest end, so it holds whether the two streams were written together
+    or one after the other, and it has neither start-up (process start, group join) nor the tail in it
+    (the last documents wait up to a refresh interval to show, which first-to-all counts as writing time:
+    at 45,000 events/s, 150,000 events take 3.3 s, and that tail would be up to a third of it). Every
+    index needs three refresh steps, MIN_WINDOW_S apart from its first to its next-to-last. The error
+    left is the detection of each refresh (one poll interval) over that window, and how far writing was
+    from a constant rate.
     """
     parts = [tuple(getattr(s, "parts", ())) for s in samples]
     if not samples or len({len(p) for p in parts}) != 1:
         return None
-    if not parts[0]:
-        return _one_index_rate([(s[0], s[1]) for s in samples], total)
-    rates = []
-    for k in range(len(parts[0])):
-        series = [(s[0], p[k]) for s, p in zip(samples, parts, strict=True)]
-        part_total = series[-1][1]
-        if part_total == 0:
+    if parts[0]:
+        series_list = [[(s[0], p[k]) for s, p in zip(samples, parts, strict=True)] for k in range(len(parts[0]))]
+    else:
+        series_list = [[(s[0], s[1]) for s in samples]]
+    spans = []
+    for series in series_list:
+        if series[-1][1] == 0:
             continue
-        rate = _one_index_rate(series, part_total)
-        if rate is None:
+        span = writing_span(series, series[-1][1])
+        if span is None:
             return None
-        rates.append(rate)
-    return sum(rates) if rates else None
+        spans.append(span)
+    if not spans:
+        return None
+    began, ended = min(b for b, _ in spans), max(e for _, e in spans)
+    return total / (ended - began) if ended > began else None
 
 
-def _one_index_rate(series: Sequence[tuple[float, int]], total: int) -> float | None:
+def writing_span(series: Sequence[tuple[float, int]], total: int) -> tuple[float, float] | None:
+    """(when writing began, when it ended) of one index, from its refresh steps (see `steady_rate`)."""
     steps = refresh_steps(series)
     if len(steps) < 3 or steps[-1][1] < total:
         return None
     (start, first), (end, last) = steps[0], steps[-2]
-    return (last - first) / (end - start) if end - start >= MIN_WINDOW_S else None
+    if end - start < MIN_WINDOW_S or last <= first:
+        return None
+    rate = (last - first) / (end - start)
+    return start - first / rate, end + (total - last) / rate
 
 
 def first_to_all_rate(samples: Sequence[tuple[float, int]] | Sequence[Sample], total: int) -> float | None:
