@@ -37,13 +37,16 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _ingest(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
-    from bench import hotpath, ingest
+    from bench import bridge_profile, hotpath, ingest
     from bench.data import sample_messages
 
     ingest.run(stack, out, events=_events(args), logs_dir=args.logs, quick=args.quick)
     profile_messages = sample_messages(10_000 if args.quick else 20_000, seed=3)
     out["worker_profile"] = _guard(lambda: hotpath.profile_worker(stack, profile_messages, stack.bulk_batch_size,
                                                                   args.out))
+    bridge_messages = sample_messages(10_000 if args.quick else 30_000, seed=4)
+    out["bridge_profile"] = _guard(lambda: bridge_profile.profile_bridge(stack, bridge_messages,
+                                                                         args.logs / "bridge-profile", args.out))
 
 
 def _errors(stack, out: dict, args: argparse.Namespace, results: dict) -> None:

@@ -211,6 +211,14 @@ def _ingest_lines(i: dict[str, Any]) -> list[str]:
         lines += ["", f"Worker hot path (`index_batch` in one process, {_fmt(profile['one_process_eps'])} "
                       "events/s), share of CPU by stage:", ""]
         lines += [f"- {stage}: {share:.0%}" for stage, share in profile["share_by_stage"].items()]
+    bridge = i.get("bridge_profile", {})
+    if "share_by_stage" in bridge:
+        lines += ["", f"Bridge (the real process under cProfile on {bridge['events']:,} events, its main thread's "
+                      f"CPU: {_fmt(bridge['profiled_main_thread_cpu_s'], ' s')} profiled; top functions in "
+                      f"`{bridge['top_functions']}`), share by stage:", ""]
+        lines += [f"- {stage}: {share:.0%}" for stage, share in bridge["share_by_stage"].items()]
+    elif "not_run" in bridge:
+        lines += ["", f"Bridge profile: not run: {bridge['not_run']}"]
     return lines
 
 
