@@ -11,7 +11,7 @@ export ELASTICSEARCH_NODE ?= http://127.0.0.1:9200
 export KAFKA_BROKERS ?= 127.0.0.1:9092
 export REDIS_HOST ?= 127.0.0.1
 
-.PHONY: docs run test test-unit test-integration test-browser test-faults bench bench-dashboard browser stack-up stack-down stack-status lint env-example venv clean
+.PHONY: docs run test test-unit test-integration test-browser test-faults bench bench-quick bench-table bench-dashboard browser stack-up stack-down stack-status lint env-example venv clean
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "need Python 3.11 or newer (set PY=...)"; exit 1; }
@@ -82,10 +82,22 @@ test-elasticsearch: venv stack-up
 	ELASTICSEARCH_NODE=http://127.0.0.1:9201 SEARCH_ENGINE=auto \
 		$(BIN)/pytest -p no:cacheprovider -rs tests/integration/test_storage.py
 
-# Benchmarks against the ceiling of this machine (not part of `make test`; under 20 minutes on 2 cores):
-# writes bench/results/latest.json, summary.md and PNG charts. `python -m bench --help` for one section.
+# Benchmarks against the ceiling of this machine (not part of `make test`; 20 to 25 minutes on 2 cores, on a quiet
+# machine): writes bench/results/latest.json, summary.md, perf_table.md (the README's performance table) and PNG
+# charts. Sections: ingest, errors, memory, compare (the pipeline of BENCH_BEFORE_REF against the working tree),
+# query, otlp, dashboard; `python -m bench --help` for one section.
+BENCH_BEFORE_REF ?= dd27c21
 bench: venv stack-up browser
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --before-ref $(BENCH_BEFORE_REF)
+
+# The same harness with fewer sweep points and events (a few minutes), written to /tmp/bench-quick: for trying it,
+# never for figures.
+bench-quick: venv stack-up browser
+	$(BIN)/python -m bench --quick --before-ref $(BENCH_BEFORE_REF) --out /tmp/bench-quick
+
+# summary.md and perf_table.md again from bench/results/latest.json (after a change to bench/report.py).
+bench-table: venv
+	$(BIN)/python -m bench.report bench/results
 
 # Only the dashboard's browser timings (services page with 50 services, a 10,080-point chart), written to
 # bench/results/dashboard/ so the full run's bench/results/latest.json is left as it is.

@@ -1,8 +1,9 @@
 """`python -m bench` (what `make bench` runs): every section, then latest.json, summary.md and the charts.
 
-    python -m bench                       # everything (under 20 minutes on 2 cores)
+    python -m bench                       # everything (20-25 minutes on 2 cores)
     python -m bench --sections ingest     # one section
     python -m bench --quick               # fewer sweep points and events, for trying the harness
+    python -m bench --sections compare --before-ref dd27c21   # the pipeline of an older commit against today's
 
 A section that cannot run (a missing part of the product, a stack problem) is recorded as
 "not run: <why>"; the others still run and latest.json is always written.
@@ -21,54 +22,78 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
+from bench.compare import BEFORE_REF
 from bench.env import ROOT, check_stack, machine, settings_record, stack_settings, versions
 
 RESULTS = ROOT / "bench" / "results"
-SECTIONS = ("ingest", "query", "errors", "otlp", "dashboard")
-BEFORE_REF = "9a0a219"  # the last commit with the blocking lag() in the bridge
+# In this order: `errors` loads the pipeline at half the capacity `ingest` measured.
+SECTIONS = ("ingest", "errors", "memory", "compare", "query", "otlp", "dashboard")
 
 log = logging.getLogger("bench")
 
 
-def _ingest(stack, out: dict, args: argparse.Namespace) -> None:
-    from bench import hotpath, ingest
+def _events(args: argparse.Namespace) -> int:
+    return int(args.events or (20_000 if args.quick else 150_000))
+
+
+def _ingest(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
+    from bench import bridge_profile, hotpath, ingest
     from bench.data import sample_messages
 
-    events = args.events or (20_000 if args.quick else 150_000)
-    ingest.run(stack, out, events=events, logs_dir=args.logs, quick=args.quick)
+    ingest.run(stack, out, events=_events(args), logs_dir=args.logs, quick=args.quick)
     profile_messages = sample_messages(10_000 if args.quick else 20_000, seed=3)
     out["worker_profile"] = _guard(lambda: hotpath.profile_worker(stack, profile_messages, stack.bulk_batch_size,
                                                                   args.out))
-    if not args.quick:
-        out["before_after"] = _guard(lambda: hotpath.before_after(stack, sample_messages(20_000, seed=5),
-                                                                  args.before_ref, args.logs))
+    bridge_messages = sample_messages(10_000 if args.quick else 30_000, seed=4)
+    out["bridge_profile"] = _guard(lambda: bridge_profile.profile_bridge(stack, bridge_messages,
+                                                                         args.logs / "bridge-profile", args.out))
 
 
-def _query(stack, out: dict, args: argparse.Namespace) -> None:
+def _errors(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
+    from bench import errors
+    from bench.ingest import PipelineConfig
+
+    ingest = results.get("ingest", {})
+    config = PipelineConfig(**ingest["best_config"]) if "best_config" in ingest else None
+    errors.run(stack, out, quick=args.quick, logs_dir=args.logs, capacity_eps=ingest.get("pipeline_eps"),
+               config=config)
+
+
+def _memory(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
+    from bench import memory
+
+    memory.run(stack, out, quick=args.quick, logs_dir=args.logs)
+
+
+def _compare(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
+    from bench import compare
+
+    if args.before_ref.lower() in ("", "none"):
+        out["not_run"] = "--before-ref none"
+        return
+    compare.run(stack, out, ref=args.before_ref, events=_events(args), logs_dir=args.logs / "compare")
+
+
+def _query(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
     from bench import query
 
     query.run(stack, out, quick=args.quick, logs_dir=args.logs)
 
 
-def _errors(stack, out: dict, args: argparse.Namespace) -> None:
-    from bench import errors
-
-    errors.run(stack, out, quick=args.quick, logs_dir=args.logs)
-
-
-def _otlp(stack, out: dict, args: argparse.Namespace) -> None:
+def _otlp(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
     from bench import otlp
 
     otlp.run(stack, out, quick=args.quick, logs_dir=args.logs)
 
 
-def _dashboard(stack, out: dict, args: argparse.Namespace) -> None:
+def _dashboard(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
     from bench import dashboard
 
     dashboard.run(stack, out, quick=args.quick, logs_dir=args.logs)
 
 
-RUNNERS: dict[str, Callable[..., None]] = {"ingest": _ingest, "query": _query, "errors": _errors, "otlp": _otlp,
+RUNNERS: dict[str, Callable[..., None]] = {"ingest": _ingest, "errors": _errors, "memory": _memory,
+                                           "compare": _compare, "query": _query, "otlp": _otlp,
                                            "dashboard": _dashboard}
 
 
@@ -82,11 +107,12 @@ def _guard(work: Callable[[], dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help="comma separated: ingest,query,errors,otlp,dashboard")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma separated: " + ",".join(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="fewer sweep points and events")
     parser.add_argument("--events", type=int, default=0, help="events per ingest run (default 150000)")
-    parser.add_argument("--before-ref", default=BEFORE_REF, help="git ref of the bridge for the before/after")
+    parser.add_argument("--before-ref", default=BEFORE_REF,
+                        help=f"git ref whose pipeline (bridge, worker, index templates) runs before the working tree's "
+                             f"in section compare (default {BEFORE_REF}); 'none' skips it")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and the charts go")
     args = parser.parse_args(argv)
     args.logs = Path("/tmp") / f"panopticon-bench-{int(time.time())}"
@@ -121,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         section_started = time.time()
         log.info("section %s", section)
         try:
-            RUNNERS[section](stack, out, args)
+            RUNNERS[section](stack, out, args, results)
         except Exception as exc:  # noqa: BLE001 - one section failing must not lose the others
             log.error("section %s failed:\n%s", section, traceback.format_exc())
             out["not_run"] = f"{type(exc).__name__}: {exc}"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -83,11 +84,19 @@ def ensure_namespace_topics(settings: Settings) -> None:
 
 
 @contextlib.contextmanager
-def namespace(stack: Settings, label: str, *, topics: bool = True, **changes: Any) -> Iterator[
-        tuple[Settings, SearchStore]]:
-    """A fresh namespace with templates, data streams (and topics); everything of it is deleted after."""
+def namespace(stack: Settings, label: str, *, topics: bool = True, setup: Callable[[Settings], None] | None = None,
+              **changes: Any) -> Iterator[tuple[Settings, SearchStore]]:
+    """A fresh namespace with templates, data streams (and topics); everything of it is deleted after.
+
+    `setup` installs the templates and data streams instead of the working tree's store (a before/after
+    run installs those of the checkout it measures, so a mapping change shows in the engine's CPU).
+    """
     settings = namespaced(stack, label, **changes)
-    store = open_store(settings, setup=True)
+    if setup is None:
+        store = open_store(settings, setup=True)
+    else:
+        setup(settings)
+        store = open_store(settings)
     if topics:
         ensure_namespace_topics(settings)
     try:
@@ -188,3 +197,62 @@ def settings_record(settings: Settings) -> dict[str, Any]:
             "ERROR_RELAY_GROUP", "CELERY_QUEUE",
             "METRICS_CACHE_PREFIX", "ERROR_LOG_CHANNEL"}
     return {k: v for k, v in redacted(settings).items() if k not in skip}
+
+
+# --- what decides latency at idle -----------------------------------------------------------------------
+# Settings whose name says they wait, poll or flush (whatever the working tree has: new ones show up too).
+_LATENCY_SETTING = re.compile(r"FLUSH|INTERVAL|POLL|LINGER|REFRESH|WAIT|MAX_AGE|BATCH_SIZE")
+_NOT_LATENCY = {"ROLLUP_INTERVAL_SECONDS", "STREAM_THROUGHPUT_INTERVAL_SECONDS", "WS_PING_INTERVAL_SECONDS",
+                "ERROR_RELAY_MAX_AGE_SECONDS", "WS_GAP_FILL_MAX_AGE_SECONDS"}
+# Modules of the path produce -> stored -> error topic -> Redis -> socket; their module-level timing constants.
+_LATENCY_MODULES = ("panopticon.ingest.bridge", "panopticon.ingest.batcher", "panopticon.processing.tasks",
+                    "panopticon.processing.outbox", "panopticon.errorstream.relay", "panopticon.errorstream.hub")
+_TIMING_CONSTANT = re.compile(r"^[A-Z][A-Z0-9_]*(_S|_MS|_SECONDS|POLL[A-Z_]*|INTERVAL[A-Z_]*|LINGER[A-Z_]*)$")
+_NOT_IDLE_PATH = re.compile(r"TIMEOUT|RETRY|CHECK|MARGIN|LOOKUP|BACKOFF")  # failure handling, not the idle path
+# librdkafka's defaults (2.x) for the keys that decide how long a message waits in a client.
+_RDKAFKA_DEFAULTS = {"fetch.wait.max.ms": 500, "fetch.min.bytes": 1, "fetch.queue.backoff.ms": 1000,
+                     "linger.ms": 5}
+
+
+def latency_settings(settings: Settings, store: SearchStore | None = None) -> dict[str, Any]:
+    """Every knob on the idle path with its value: settings, module constants, Kafka client keys, the engine's
+    refresh interval (read from the namespace's own backing index when `store` is given)."""
+    import importlib
+
+    from panopticon.kafka import consumer_config, producer_config
+
+    record = settings_record(settings)
+    out: dict[str, Any] = {"settings": {k: v for k, v in record.items()
+                                        if _LATENCY_SETTING.search(k) and k not in _NOT_LATENCY}}
+    constants: dict[str, Any] = {}
+    for name in _LATENCY_MODULES:
+        with contextlib.suppress(ImportError):
+            module = importlib.import_module(name)
+            for attr, value in vars(module).items():
+                if (_TIMING_CONSTANT.match(attr) and not _NOT_IDLE_PATH.search(attr)
+                        and isinstance(value, int | float) and not isinstance(value, bool)):
+                    constants[f"{name.removeprefix('panopticon.')}.{attr}"] = value
+    out["constants"] = constants
+    consumer, producer = consumer_config(settings), producer_config(settings)
+    out["kafka"] = {
+        **{f"consumer {key}": consumer.get(key, f"{default} (librdkafka default)") for key, default in
+           _RDKAFKA_DEFAULTS.items() if key != "linger.ms"},
+        "producer linger.ms (worker outbox)": producer.get("linger.ms", "5 (librdkafka default)"),
+    }
+    if store is not None:
+        out["engine_refresh_interval"] = _refresh_interval(store)
+    return out
+
+
+def _refresh_interval(store: SearchStore) -> str | None:
+    from panopticon.storage import LOGS
+
+    with contextlib.suppress(Exception):
+        answer = store.transport.request("GET", f"/{store.name(LOGS)}/_settings",
+                                         params={"include_defaults": "true", "flat_settings": "true"})
+        for index in answer.values():
+            found = index.get("settings", {}).get("index.refresh_interval") or \
+                index.get("defaults", {}).get("index.refresh_interval")
+            if found:
+                return str(found)
+    return None

@@ -2,13 +2,20 @@
 
 The whole chain runs as the Procfile runs it: bridge, worker, relay (apm.logs.error -> Redis pub/sub)
 and one `ws` process (gunicorn, gevent). Each probe log carries its produce time; every socket notes
-when the probe arrived, so one probe gives one latency per socket. Measured at idle, under ingest load,
-and (publishing straight to the relay's Redis channel) with more and more sockets on the one `ws` process.
+when the probe arrived, so one probe gives one latency per socket. Measured at idle, under ingest load
+(half of the pipeline's capacity as the ingest section measured it, with its best settings; a stated
+default when that section did not run), and (publishing straight to the relay's Redis channel) with more
+and more sockets on the one `ws` process.
+
+Each frame carries the stored log, whose `ingested_at` is when the worker began the probe's batch: the
+latency is split there, into produce -> worker start (Kafka, the bridge's batch age, the hand-off, the
+queue) and worker start -> socket (decoding, the bulk write, the error-topic copy, relay, Redis, `ws`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import threading
@@ -23,23 +30,24 @@ import websockets
 from confluent_kafka import Producer
 
 from bench.data import Msg, probe_log, sample_messages, topic_of
-from bench.env import namespace
-from bench.ingest import _produce_paced, _start_pipeline
-from bench.procs import Launcher
+from bench.env import latency_settings, namespace
+from bench.ingest import HALF, PipelineConfig, _produce_paced, _start_pipeline
+from bench.procs import CpuMeter, Launcher, Proc
 from bench.query import get
 from bench.stats import summary_ms
 from panopticon.errorstream.protocol import envelope, make_cursor
 from panopticon.kafka import producer_config
-from panopticon.model.times import iso_ms
+from panopticon.model.times import iso_ms, iso_to_ms
 from panopticon.settings import Settings
 
 log = logging.getLogger("bench.errors")
 
 WS_PORT = 3911
 P99_GOAL_MS = 1000.0
+DEFAULT_LOAD_RATE = 3000  # events/s under load when the ingest section did not measure the capacity
 
 
-def start_ws(launcher: Launcher, settings: Settings) -> None:
+def start_ws(launcher: Launcher, settings: Settings) -> Proc:
     """The Procfile's `ws` line, bound to loopback."""
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{WS_PORT}", "--worker-class", "gevent",
             "--worker-connections", str(settings.ws_max_clients + 100), "--workers", "1", "--graceful-timeout",
@@ -49,7 +57,7 @@ def start_ws(launcher: Launcher, settings: Settings) -> None:
     while time.monotonic() < deadline:
         try:
             if get(WS_PORT, "/healthz")[0] == 200:
-                return
+                return proc
         except OSError:
             pass
         if not proc.alive():
@@ -67,6 +75,7 @@ class Sockets:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.received: list[tuple[str, float]] = []  # (doc id, time.time())
+        self.ingested: dict[str, float] = {}  # doc id -> its stored ingested_at (epoch seconds)
         self.connections: list[Any] = []
         self.tasks: list[Any] = []
 
@@ -92,11 +101,14 @@ class Sockets:
                 event = orjson.loads(frame)
                 if event.get("event") == "error-log":
                     self.received.append((event.get("id"), now))
+                    with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+                        self.ingested.setdefault(event["id"], iso_to_ms(event["log"]["ingested_at"]) / 1000)
         except websockets.ConnectionClosed:
             return
 
     def reset(self) -> None:
         self.received = []
+        self.ingested = {}
 
     def close(self) -> None:
         async def close_all() -> None:
@@ -128,9 +140,14 @@ def probe(settings: Settings, sockets: Sockets, run: str, count: int, rate: floa
     deadline = time.monotonic() + settle_s
     while time.monotonic() < deadline and _arrivals(sockets, sent) < expected:
         time.sleep(0.2)
-    latencies = [at - sent[doc_id] for doc_id, at in list(sockets.received) if doc_id in sent]
+    arrivals = [(doc_id, at) for doc_id, at in list(sockets.received) if doc_id in sent]
+    latencies = [at - sent[doc_id] for doc_id, at in arrivals]
+    to_worker = [(sockets.ingested[d] - sent[d], at - sockets.ingested[d]) for d, at in arrivals
+                 if d in sockets.ingested]
     return {"sockets": len(sockets.connections), "probes": count, "expected": expected,
-            "received": len(latencies), **summary_ms(latencies)}
+            "received": len(latencies), **summary_ms(latencies),
+            "legs": {"produce_to_worker_start": summary_ms([a for a, _ in to_worker]),
+                     "worker_start_to_socket": summary_ms([b for _, b in to_worker])}}
 
 
 def fan_out(settings: Settings, sockets: Sockets, run: str, count: int, rate: float, first: int,
@@ -151,7 +168,7 @@ def fan_out(settings: Settings, sockets: Sockets, run: str, count: int, rate: fl
         document = {"@timestamp": at, "timestamp": at, "service_name": "probe", "environment": "bench",
                     "level": "ERROR", "level_num": 5, "message": f"fan-out probe {n}", "event_id": doc_id,
                     "ingested_at": at, "attributes": {}}
-        client.publish(settings.error_channel, envelope(doc_id, make_cursor(int(now * 1000), 0, n), document))
+        client.publish(settings.error_channel, envelope(doc_id, make_cursor(int(now * 1000), doc_id), document))
         sent[doc_id] = now
     expected = count * len(sockets.connections)
     deadline = time.monotonic() + settle_s
@@ -166,17 +183,31 @@ def _arrivals(sockets: Sockets, sent: dict[str, float]) -> int:
     return sum(1 for doc_id, _ in list(sockets.received) if doc_id in sent)
 
 
-def run(stack: Settings, out: dict, *, quick: bool, logs_dir: Path, load_rate: float = 3000) -> None:
+def run(stack: Settings, out: dict, *, quick: bool, logs_dir: Path, capacity_eps: float | None = None,
+        config: PipelineConfig | None = None) -> None:
+    """Fill `out` (the "errors" section). `capacity_eps` and `config`: the ingest section's best backlog rate and
+    settings; the load is HALF of that rate, on a pipeline with those settings."""
     steps: Sequence[int] = (50, 200) if quick else (100, 500, 1000, 1900)
     probes = 20 if quick else 50
+    load_rate = round(capacity_eps * HALF) if capacity_eps else DEFAULT_LOAD_RATE
+    out["load_basis"] = (f"{HALF:.0%} of the pipeline's capacity ({round(capacity_eps):,} events/s, the ingest "
+                         "section's best backlog run, with its settings)" if capacity_eps else
+                         f"a fixed {DEFAULT_LOAD_RATE:,} events/s (the ingest section did not run, so the pipeline's "
+                         "capacity is unknown)")
+    config = config or PipelineConfig(stack.bulk_batch_size, stack.bulk_max_parallel_flushes, 2)
+    out["config"] = config.__dict__
     launcher = Launcher(logs_dir)
-    with namespace(stack, "errs") as (settings, _store):
+    with namespace(stack, "errs", bulk_batch_size=config.batch_size,
+                   bulk_max_parallel_flushes=config.parallel) as (settings, store):
         try:
-            procs = _start_pipeline(launcher, settings, 2)
+            procs = _start_pipeline(launcher, settings, config.concurrency)
             relay = launcher.start("relay", settings)
             launcher.wait_for_log(relay, "relay assigned", timeout=60)
             launcher.wait_for_log(procs["bridge"], "assigned", timeout=60)
-            start_ws(launcher, settings)
+            ws = start_ws(launcher, settings)
+            meter = CpuMeter.for_pipeline({**procs, "relay": relay, "ws": ws})
+            meter.start()
+            out["latency_settings"] = latency_settings(settings, store)
             sockets = Sockets(f"ws://127.0.0.1:{WS_PORT}{settings.ws_path}")
             try:
                 run_id = settings.index_prefix.rstrip("-")
@@ -184,18 +215,22 @@ def run(stack: Settings, out: dict, *, quick: bool, logs_dir: Path, load_rate: f
                 idle = probe(settings, sockets, run_id, probes, 5, 0)
                 out["idle"] = idle
                 out["p50_ms"], out["p99_ms"] = idle["p50_ms"], idle["p99_ms"]
+                out["idle_legs"] = idle["legs"]
                 log.info("error stream idle: p50 %s ms, p99 %s ms", idle["p50_ms"], idle["p99_ms"])
 
                 seconds = probes / 5 + 5
                 load = sample_messages(int(load_rate * seconds), seed=13, hours_back=0.2)
                 loader = threading.Thread(target=_produce_paced, args=(settings, load, load_rate), daemon=True)
+                load_started = time.monotonic()
                 loader.start()
                 time.sleep(2)  # let the load reach the pipeline first
                 busy = probe(settings, sockets, run_id, probes, 5, 10_000)
                 loader.join()
-                out["under_load"] = {**busy, "load_rate": load_rate}
+                achieved = len(load) / (time.monotonic() - load_started)
+                out["under_load"] = {**busy, "load_rate": load_rate, "load_rate_achieved": round(achieved)}
                 out["load_rate"] = load_rate
                 out["p50_ms_under_load"], out["p99_ms_under_load"] = busy["p50_ms"], busy["p99_ms"]
+                out["p99_ms_half_capacity"] = busy["p99_ms"] if capacity_eps else None
                 log.info("error stream under %g/s: p50 %s ms, p99 %s ms", load_rate, busy["p50_ms"], busy["p99_ms"])
 
                 out["sockets"] = []
@@ -217,6 +252,7 @@ def run(stack: Settings, out: dict, *, quick: bool, logs_dir: Path, load_rate: f
                                        "same 2 cores")
             finally:
                 sockets.close()
+            meter.stop()
+            out["peak_rss_mb"] = meter.peak_rss_mb()
         finally:
             launcher.stop_all()
-

@@ -24,9 +24,9 @@ from typing import Any
 
 from bench.data import Msg, sample_messages
 from bench.env import namespace
-from bench.ingest import PipelineConfig, _died, _start_pipeline, _timing, pipeline_run, watch_count
+from bench.ingest import PipelineConfig, _died, _start_pipeline, _timing, own_cpu, pipeline_run, watch_count
 from bench.otlp_data import otlp_requests
-from bench.procs import CpuMeter, Launcher
+from bench.procs import CpuMeter, Launcher, merge_peaks
 from bench.stats import summary_ms
 from panopticon.settings import Settings
 
@@ -112,6 +112,7 @@ def otlp_pipeline_run(stack: Settings, requests: Sequence[tuple[bytes, list[str]
             http = post_all(settings.otlp_http_port, [body for body, _ in requests])
             receiver_meter.stop()
             procs = _start_pipeline(launcher, settings, config.concurrency)
+            launcher.wait_for_log(procs["bridge"], "assigned", timeout=60)  # as ingest.pipeline_run
             meter = CpuMeter.for_pipeline(procs)
             meter.start()
             started = time.monotonic()
@@ -123,8 +124,9 @@ def otlp_pipeline_run(stack: Settings, requests: Sequence[tuple[bytes, list[str]
     cpu = meter.per_thousand(spans)
     cpu["otlp"] = receiver_meter.per_thousand(spans)["otlp"]
     return {"mode": "backlog", **config.__dict__, **_timing(samples, spans, started), "stored_exactly": exact == spans,
-            "cpu_s_per_1000": cpu, "http": http, "receiver_cpu_s": round(receiver_meter.seconds["otlp"], 2),
-            "machine_busy": meter.machine_busy}
+            "cpu_s_per_1000": cpu, "own_cpu_s_per_1000": own_cpu(cpu), "http": http,
+            "receiver_cpu_s": round(receiver_meter.seconds["otlp"], 2), "machine_busy": meter.machine_busy,
+            "peak_rss_mb": merge_peaks(receiver_meter.peak_rss_mb(), meter.peak_rss_mb())}
 
 
 def receiver_load(stack: Settings, bodies: Sequence[bytes], requests: int, *, logs_dir: Path) -> dict[str, Any]:
@@ -143,6 +145,7 @@ def receiver_load(stack: Settings, bodies: Sequence[bytes], requests: int, *, lo
             launcher.stop_all()
     result["receiver_cpu_ms_per_request"] = round(meter.seconds["otlp"] * 1000 / requests, 2)
     result["machine_busy"] = meter.machine_busy
+    result["peak_rss_mb"] = meter.peak_rss_mb()
     return result
 
 
@@ -174,6 +177,9 @@ def run(stack: Settings, out: dict[str, Any], *, quick: bool, logs_dir: Path) ->
     worker_json = json_run["cpu_s_per_1000"].get("worker")
     worker_otlp = otlp_run["cpu_s_per_1000"].get("worker")
     out["worker_cpu_ratio_otlp_to_json"] = round(worker_otlp / worker_json, 3) if worker_json and worker_otlp else None
+    out["own_cpu_s_per_1000"] = {"json": json_run["own_cpu_s_per_1000"], "otlp": otlp_run["own_cpu_s_per_1000"],
+                                 "processes": "bridge + worker (+ otlp receiver on the OTLP path)"}
+    out["peak_rss_mb"] = merge_peaks(json_run["peak_rss_mb"], otlp_run["peak_rss_mb"], load["peak_rss_mb"])
     log.info("otlp: json %s eps, otlp %s eps; worker CPU/1000 spans json %s, otlp %s; /v1/traces %s req/s p99 %s ms",
              json_run["eps"], otlp_run["eps"], worker_json, worker_otlp, out["v1_traces_requests_per_s"],
              out["v1_traces_p99_ms"])

@@ -303,6 +303,11 @@ class Settings:
     bulk_flush_interval_ms: int = var(
         "BULK_FLUSH_INTERVAL_MS", _int(1, 600_000), "250", "Oldest message age that closes a batch (timer trigger).",
         group="Ingest")
+    bulk_idle_flush_ms: int = var(
+        "BULK_IDLE_FLUSH_MS", _int(0, 600_000), "10",
+        "Oldest message age that closes a batch while no batch is in flight: the workers wait then, so a message "
+        "(an error log on its way to a screen among them) does not wait out BULK_FLUSH_INTERVAL_MS. At most "
+        "BULK_FLUSH_INTERVAL_MS; under load batches are in flight and fill up as before.", group="Ingest")
     bulk_max_parallel_flushes: int = var(
         "BULK_MAX_PARALLEL_FLUSHES", _int(1, 1000), "8",
         "Batches in flight at once; when as many more wait, the bridge pauses its partitions.", group="Ingest")

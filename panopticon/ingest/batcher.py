@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from panopticon.flow import Records
 
 TopicPartition = tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One raw Kafka message, kept as bytes: decoding is the worker's job, not the bridge's."""
+class Message(NamedTuple):
+    """One raw Kafka message, kept as bytes: decoding is the worker's job, not the bridge's.
+
+    A tuple rather than a dataclass: the bridge makes one per message, and a frozen dataclass costs three
+    times as much to build.
+    """
 
     topic: str
     partition: int
@@ -35,15 +41,28 @@ class Batch:
     size_bytes: int
     opened_at: float  # clock() when the first message arrived; the age trigger counts from here
     replay: bool = False  # some message may have been stored already (a re-send, or read again after a crash)
+    _ranges: dict[TopicPartition, tuple[int, int]] | None = field(default=None, repr=False)
 
     def offset_ranges(self) -> dict[TopicPartition, tuple[int, int]]:
-        """(topic, partition) -> (first, last) offset in this batch, for the offset tracker."""
-        ranges: dict[TopicPartition, tuple[int, int]] = {}
-        for message in self.messages:
-            tp = (message.topic, message.partition)
-            first, last = ranges.get(tp, (message.offset, message.offset))
-            ranges[tp] = (min(first, message.offset), max(last, message.offset))
-        return ranges
+        """(topic, partition) -> (first, last) offset in this batch, for the offset tracker.
+
+        Worked out once: the bridge asks at reservation, hand-off and confirmation, and a closed batch's
+        messages do not change (a batch cut down or split is a new one).
+        """
+        if self._ranges is None:
+            ranges: dict[TopicPartition, tuple[int, int]] = {}
+            for message in self.messages:
+                tp = (message.topic, message.partition)
+                first, last = ranges.get(tp, (message.offset, message.offset))
+                ranges[tp] = (min(first, message.offset), max(last, message.offset))
+            self._ranges = ranges
+        return self._ranges
+
+    def records(self) -> Records:
+        """The batch in the hand-off format."""
+        messages = self.messages
+        return Records.of([m.partition for m in messages], [m.offset for m in messages],
+                          [m.value for m in messages])
 
 
 class Batcher:
@@ -60,10 +79,13 @@ class Batcher:
         max_bytes: int,
         max_age_s: float,
         max_bytes_by_stream: dict[str, int] | None = None,
+        idle_age_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`max_bytes_by_stream` overrides `max_bytes` for some streams (an OTLP record holds a whole export
-        request, so its batches are sized by bytes rather than by message count)."""
+        request, so its batches are sized by bytes rather than by message count). `idle_age_s` is the age at
+        which a batch closes when nothing is in flight: the workers are waiting then, and every message
+        would only wait out the timer (an error log on its way to a screen among them)."""
         if max_count < 1:
             raise ValueError("max_count must be at least 1")
         if max_bytes < 1:
@@ -76,6 +98,7 @@ class Batcher:
         if any(limit < 1 for limit in self._bytes_by_stream.values()):
             raise ValueError("max_bytes_by_stream values must be at least 1")
         self._max_age_s = max_age_s
+        self._idle_age_s = max_age_s if idle_age_s is None else min(idle_age_s, max_age_s)
         self._clock = clock
         self._open: dict[str, Batch] = {}
 
@@ -109,13 +132,15 @@ class Batcher:
             return self._open.pop(stream)
         return None
 
-    def due(self) -> list[Batch]:
-        """Close and return batches that are old enough, or full but not yet returned."""
+    def due(self, idle: bool = False) -> list[Batch]:
+        """Close and return batches that are old enough, or full but not yet returned; `idle`: nothing is in
+        flight, so the idle age applies."""
         now = self._clock()
+        age = self._idle_age_s if idle else self._max_age_s
         ready = [
             stream
             for stream, batch in self._open.items()
-            if self._is_full(batch) or now - batch.opened_at >= self._max_age_s
+            if self._is_full(batch) or now - batch.opened_at >= age
         ]
         return self._close(ready)
 
@@ -136,14 +161,15 @@ class Batcher:
                 continue
             batch.messages = kept
             batch.size_bytes = sum(len(m.value) for m in kept)
+            batch._ranges = None
 
-    def next_deadline(self) -> float | None:
-        """Earliest clock time at which ``due()`` returns something; None if nothing is buffered.
+    def next_deadline(self, idle: bool = False) -> float | None:
+        """Earliest clock time at which ``due(idle)`` returns something; None if nothing is buffered.
 
         The consumer uses it to choose its poll timeout; a value at or before ``clock()`` means
         "call ``due()`` now".
         """
-        deadlines = [self._deadline(batch) for batch in self._open.values()]
+        deadlines = [self._deadline(batch, idle) for batch in self._open.values()]
         return min(deadlines, default=None)
 
     def _append(self, stream: str, message: Message, size: int) -> Batch:
@@ -161,10 +187,10 @@ class Batcher:
     def _is_full(self, batch: Batch) -> bool:
         return len(batch.messages) >= self._max_count or batch.size_bytes >= self._limit(batch.stream)
 
-    def _deadline(self, batch: Batch) -> float:
+    def _deadline(self, batch: Batch, idle: bool = False) -> float:
         if self._is_full(batch):
             return batch.opened_at
-        return batch.opened_at + self._max_age_s
+        return batch.opened_at + (self._idle_age_s if idle else self._max_age_s)
 
     def _close(self, streams: list[str]) -> list[Batch]:
         closed = [self._open.pop(stream) for stream in streams]

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 RESULT_POLL_S = 0.02
+CONSUME_BATCH = 1000  # messages taken from librdkafka's queue per step, beyond the first
 UNSENT_RETRY_S = 1.0
 SUPERSEDED_CHECK_S = 1.0
 # A reservation covers this many batches beyond the one being handed off, so it is one commit per many.
@@ -153,7 +154,9 @@ class Bridge:
             max_bytes=int(settings.bulk_batch_bytes_mb * 1024 * 1024),
             max_age_s=settings.bulk_flush_interval_ms / 1000,
             max_bytes_by_stream={s.name: s.batch_bytes(settings) for s in self.streams.values()},
+            idle_age_s=settings.bulk_idle_flush_ms / 1000,
         )
+        self._stream_of = {topic: stream.name for topic, stream in self.streams.items()}
         self.offsets = OffsetTracker()
         self.ready: deque[Batch] = deque()
         self.in_flight: dict[str, InFlight] = {}
@@ -166,6 +169,7 @@ class Bridge:
         # per step: two labelled increments per message were a fifth of the bridge's CPU (see bench/).
         self._consumed: dict[str, list[int]] = {}
         self._last_commit = time.monotonic()
+        self._last_results = 0.0
         self._last_report = time.monotonic()
         self._last_superseded_check = time.monotonic()
         self.superseded: dict[str, tuple[Any, float]] = {}  # revoked copies still watched: (result, until)
@@ -193,11 +197,13 @@ class Bridge:
         self.running = False
 
     def step(self) -> None:
-        for message in self.consumer.consume(num_messages=1000, timeout=self._poll_timeout()):
-            self._accept(message)
+        self._take(self._poll_timeout())
         self._count_consumed()
-        self.ready.extend(self.batcher.due())
-        self._collect_results()
+        self.ready.extend(self.batcher.due(idle=self._idle()))
+        now = time.monotonic()
+        if now - self._last_results >= RESULT_POLL_S or not self.in_flight:
+            self._last_results = now
+            self._collect_results()  # one state read per batch in flight: not more often than needed
         self._send_ready()
         self._apply_backpressure()
         self._commit(force=False)
@@ -222,31 +228,59 @@ class Bridge:
     def _poll_timeout(self) -> float:
         if self.in_flight or self.ready:
             return RESULT_POLL_S
-        deadline = self.batcher.next_deadline()
+        deadline = self.batcher.next_deadline(idle=self._idle())
         if deadline is None:
             return 0.5
         return min(0.5, max(0.0, deadline - time.monotonic()))
 
-    def _accept(self, message: Any) -> None:
-        error = message.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                return
-            if error.fatal():
-                raise KafkaException(error)
-            log.warning("kafka: %s", error)
+    def _idle(self) -> bool:
+        """Nothing handed off is unanswered: the workers wait, so a batch closes at BULK_IDLE_FLUSH_MS."""
+        return not self.in_flight and not self.ready
+
+    def _take(self, timeout: float) -> None:
+        """Wait at most `timeout` for one message, then take what else has arrived without waiting.
+
+        `consume(n, timeout)` alone waits out its whole timeout unless n messages come: at idle that was
+        most of a message's time in the bridge.
+        """
+        first = self.consumer.poll(timeout)
+        if first is None:
             return
-        value = message.value() or b""
-        self.offsets.seen((message.topic(), message.partition()), message.offset())
-        self.throughput.messages += 1
-        self.throughput.bytes += len(value)
-        stream = self.streams[message.topic()].name
-        counts = self._consumed.setdefault(stream, [0, 0])
-        counts[0] += 1
-        counts[1] += len(value)
-        closed = self.batcher.add(stream, Message(message.topic(), message.partition(), message.offset(), value))
-        if closed is not None:
-            self.ready.append(closed)
+        self._accept([first])
+        self._accept(self.consumer.consume(num_messages=CONSUME_BATCH, timeout=0))
+
+    def _accept(self, messages: list[Any]) -> None:
+        """Into the batcher, in arrival order; the per-message work is kept to what it must be (hot loop)."""
+        add, stream_of, ready, consumed = self.batcher.add, self._stream_of, self.ready, self._consumed
+        count = size = 0
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._kafka_error(error)
+                continue
+            value = message.value() or b""
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            self.offsets.seen((topic, partition), offset)
+            stream = stream_of[topic]
+            counts = consumed.get(stream)
+            if counts is None:
+                counts = consumed[stream] = [0, 0]
+            counts[0] += 1
+            counts[1] += len(value)
+            count += 1
+            size += len(value)
+            closed = add(stream, Message(topic, partition, offset, value))
+            if closed is not None:
+                ready.append(closed)
+        self.throughput.messages += count
+        self.throughput.bytes += size
+
+    def _kafka_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("kafka: %s", error)
 
     def _count_consumed(self) -> None:
         for stream, (messages, size) in self._consumed.items():
@@ -321,22 +355,24 @@ class Bridge:
     def _send(self, flight: InFlight) -> None:
         """Hand `flight` off (its batch, or the dead letter of its single message) and watch it."""
         batch = flight.batch
-        by_topic: dict[str, list[list[Any]]] = {}
-        for m in batch.messages:
-            by_topic.setdefault(m.topic, []).append([m.partition, m.offset, m.value])
         # One stream per batch, and one topic per stream: a batch is one task.
-        (topic, records), = by_topic.items()
+        topic = batch.messages[0].topic
+        records = batch.records().to_wire()
         task_id = str(uuid.uuid4())
         result: AsyncResult[Any] | Unsent
+        # Celery would write a repr of the records into the message's headers (for monitoring tools); the
+        # summary is what such a tool can show anyway, and costs nothing to make.
+        shown = f"{len(batch.messages)} records of {topic}[{','.join(str(p) for _t, p in batch.offset_ranges())}]"
         try:
             if flight.give_up:
                 result = self.celery.send_task(flow.DEAD_LETTER, args=[topic, records, flight.reason],
                                                task_id=task_id, queue=self.settings.celery_queue,
-                                               serializer="msgpack")
+                                               serializer="msgpack", argsrepr=f"({topic!r}, <{shown}>, ...)")
             else:
                 result = self.celery.send_task(
                     self.streams[topic].task, args=[batch.stream, topic, records], kwargs={"replay": batch.replay},
-                    task_id=task_id, queue=self.settings.celery_queue, serializer="msgpack")
+                    task_id=task_id, queue=self.settings.celery_queue, serializer="msgpack",
+                    argsrepr=f"({batch.stream!r}, {topic!r}, <{shown}>)")
         except CELERY_UNAVAILABLE as exc:
             result = Unsent(exc)
         flight.result, flight.sent_at, flight.started_at = result, time.monotonic(), None

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -23,12 +22,12 @@ log = logging.getLogger(__name__)
 
 Version = tuple[int, int]  # (_seq_no, _primary_term) of a document
 _IDS_PER_LOOKUP = 5000  # below the engine's 10,000-hit result window
-_BULK_FILTER = "errors,items.*._id,items.*.status,items.*.error.type,items.*.error.reason"
+# Only what is read: each item's status and error (answers come in request order, so not even the id).
+_BULK_FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason"
 
 
-@dataclass(frozen=True, slots=True)
-class BulkItem:
-    """The engine's answer for one document of a bulk request."""
+class BulkItem(NamedTuple):
+    """The engine's answer for one document of a bulk request (a tuple: one per document written)."""
 
     doc_id: str
     status: int
@@ -126,22 +125,17 @@ class SearchStore:
         """
         limit = int(self.settings.bulk_max_request_mb * 1024 * 1024)
         out: list[BulkItem] = []
-        for chunk in _chunks(index, op, items, limit):
+        for chunk in _chunks(op, items, limit):
             out.extend(self._bulk_request(index, op, chunk))
         return out
 
     def _bulk_request(self, index: str, op: str, items: Sequence[tuple[str, bytes]]) -> list[BulkItem]:
         if not items:
             return []
-        header = orjson.dumps
-        lines = []
-        for doc_id, source in items:
-            lines.append(header({op: {"_index": index, "_id": doc_id}}))
-            lines.append(source)
-        body = b"\n".join(lines) + b"\n"
+        body = _bulk_body(op, items)
         try:
             answer = self.transport.request(
-                "POST", "/_bulk", params={"filter_path": _BULK_FILTER}, body=body,
+                "POST", f"/{index}/_bulk", params={"filter_path": _BULK_FILTER}, body=body,
                 headers={"content-type": "application/x-ndjson"})
         except EngineRejected as exc:
             if exc.status != 413:
@@ -303,10 +297,24 @@ def _missing_api(exc: EngineRejected) -> bool:
     return exc.status == 400 and "no handler found" in str(exc)
 
 
-def _chunks(index: str, op: str, items: Sequence[tuple[str, bytes]],
+def _bulk_body(op: str, items: Sequence[tuple[str, bytes]]) -> bytes:
+    """The ndjson body; the index is named once, in the path, so each action line carries only the id."""
+    opening, quote = _action_opening(op), orjson.dumps
+    lines = []
+    for doc_id, source in items:
+        lines.append(opening + quote(doc_id) + b"}}")
+        lines.append(source)
+    return b"\n".join(lines) + b"\n"
+
+
+def _action_opening(op: str) -> bytes:
+    return b'{"' + op.encode() + b'":{"_id":'
+
+
+def _chunks(op: str, items: Sequence[tuple[str, bytes]],
             limit: int) -> list[Sequence[tuple[str, bytes]]]:
     """`items` cut into runs whose bulk bodies stay under `limit` bytes (a document over it goes alone)."""
-    overhead = len(index) + len(op) + 40  # the action line around each id
+    overhead = len(_action_opening(op)) + 6  # the id's quotes, "}}" and two newlines; ids are ASCII
     out: list[Sequence[tuple[str, bytes]]] = []
     start, size = 0, 0
     for i, (doc_id, source) in enumerate(items):

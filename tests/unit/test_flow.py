@@ -64,3 +64,44 @@ def test_a_task_module_that_cannot_be_imported_stops_the_worker() -> None:
     app = create_celery(load_settings({}, root=HERE), task_modules=(*flow.TASK_MODULES, "panopticon.no_such_tasks"))
     with pytest.raises(ModuleNotFoundError, match="panopticon.no_such_tasks"):
         app.loader.import_default_modules()
+
+
+# --- the hand-off format ------------------------------------------------------------------------------
+def test_records_travel_as_columns_and_come_back_as_they_were_read() -> None:
+    values = [b'{"a":1}', b"", b"\x00\xff binary", "é".encode() * 1000]
+    records = flow.Records.of([0, 3, 3, 2**31 - 1], [0, 2**40, 2**40 + 1, 7], values)
+    wire = records.to_wire()
+    assert wire[:2] == [flow.RECORDS_FORMAT, "zstd"] and all(isinstance(part, bytes) for part in wire[2:])
+    assert len(wire[5]) < len(records.data)  # compressed
+    back = flow.Records.from_wire(wire)
+    assert list(back) == [(0, 0, values[0]), (3, 2**40, b""), (3, 2**40 + 1, values[2]), (2**31 - 1, 7, values[3])]
+    assert len(back) == 4
+
+
+def test_records_from_a_bridge_of_the_previous_release_are_read_too() -> None:
+    legacy = [[1, 10, b"x"], (2, 11, bytearray(b"yz"))]
+    assert list(flow.Records.from_wire(legacy)) == [(1, 10, b"x"), (2, 11, b"yz")]
+    assert list(flow.Records.from_wire([])) == []
+
+
+def _wire(partitions: bytes, offsets: bytes, ends: bytes, data: bytes, codec: str = "none") -> list[object]:
+    return [flow.RECORDS_FORMAT, codec, partitions, offsets, ends, data]
+
+
+Q1, Q3 = (3).to_bytes(8, "little"), (5).to_bytes(8, "little")
+
+
+@pytest.mark.parametrize("wire", [
+    [flow.RECORDS_FORMAT, "none", b"", b""],  # members missing
+    _wire(b"\x00" * 4, b"\x00" * 16, Q3 + Q3, b"abcde"),  # 1 partition, 2 offsets
+    _wire(b"\x00" * 4, b"\x00" * 8, Q3 + Q3[:4], b"abc"),  # not whole integers
+    _wire(b"\x00" * 4, b"\x00" * 8, Q3, b"abc"),  # ends past the data
+    _wire(b"\x00" * 4, b"\x00" * 8, Q1, b"abc", codec="zstd"),  # not zstd
+    _wire(b"\x00" * 4, b"\x00" * 8, Q1, b"abc", codec="gzip"),  # a codec we do not know
+    _wire(b"\x00" * 4, b"\x00" * 8, Q1, "abc"),  # data not bytes
+    "records", [[1, 2]], None,
+], ids=["short", "ragged", "not-whole", "ends-past-data", "not-zstd", "unknown-codec", "str-data", "a-string",
+        "pairs", "none"])
+def test_records_in_any_other_shape_are_refused_with_a_reason(wire: object) -> None:
+    with pytest.raises(ValueError, match="records"):
+        flow.Records.from_wire(wire)

@@ -1,0 +1,126 @@
+"""Before/after: the pipeline of an older commit and of the working tree, side by side on the same messages.
+
+The older commit is exported with `git archive` into /tmp (the repository's worktrees are left alone) and
+its bridge and worker run with that directory as their working directory and first on PYTHONPATH, in the
+same virtualenv; its index templates and data streams are installed by its own `panopticon.storage`
+(`open_store(..., setup=True)` run inside it), so a mapping change shows in the engine's CPU. Then the
+working tree runs the same messages with the same settings. Each run is timed and metered exactly as the
+ingest section's backlog runs (bridge + worker = our own CPU; engine CPU from the engine's process).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.data import Msg
+from bench.env import ROOT
+from bench.ingest import PipelineConfig, pipeline_run
+from bench.procs import checkout_env
+from panopticon.settings import Settings, to_environ
+
+log = logging.getLogger("bench.compare")
+
+BEFORE_REF = "dd27c21"  # branch integ before the speed work of issue 19
+KEPT = ("eps", "eps_first_to_all", "overall_eps", "all_searchable_s", "stored_exactly", "cpu_s_per_1000",
+        "own_cpu_s_per_1000", "machine_busy", "peak_rss_mb")
+
+# Run inside the checkout: prove which `panopticon` it imports, then install its templates and data streams.
+_SETUP = (
+    "import sys, panopticon\n"
+    "from pathlib import Path\n"
+    "root = Path(sys.argv[1]).resolve()\n"
+    "where = Path(panopticon.__file__).resolve()\n"
+    "if root not in where.parents:\n"
+    "    sys.exit(f'imported panopticon from {where}, not from {root}')\n"
+    "from panopticon.settings import load_or_exit\n"
+    "from panopticon.storage import open_store\n"
+    "open_store(load_or_exit(), setup=True).close()\n"
+    "print(where)\n"
+)
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def export(ref: str) -> tuple[Path, str]:
+    """The tracked tree of `ref` in a fresh directory under /tmp, and the commit's full hash."""
+    sha = _git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    target = Path(tempfile.mkdtemp(prefix=f"panopticon-bench-before-{sha[:12]}-"))
+    archive = target / "tree.tar"
+    with archive.open("wb") as handle:
+        subprocess.run(["git", "archive", "--format=tar", sha], cwd=ROOT, stdout=handle, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    archive.unlink()
+    return target, sha
+
+
+def setup_from(checkout: Path) -> Callable[[Settings], None]:
+    """Installs a namespace's templates and data streams with the checkout's own code."""
+
+    def setup(settings: Settings) -> None:
+        env = {**os.environ, **to_environ(settings), **checkout_env(checkout)}
+        done = subprocess.run([sys.executable, "-c", _SETUP, str(checkout)], cwd=checkout, env=env,
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"templates of {checkout} not installed:\n{done.stdout}\n{done.stderr}")
+
+    return setup
+
+
+def changes_since(sha: str) -> list[str]:
+    """One line per commit between `sha` and HEAD that touched the product (panopticon/, celeryconfig.py)."""
+    out = _git("log", "--format=%h %s", f"{sha}..HEAD", "--", "panopticon", "celeryconfig.py")
+    return out.splitlines()
+
+
+def before_after(stack: Settings, messages: Sequence[Msg], ref: str, logs_dir: Path,
+                 config: PipelineConfig | None = None) -> dict[str, Any]:
+    """The pipeline of `ref`, then the working tree's, back to back (backlog, same messages and settings)."""
+    config = config or PipelineConfig(stack.bulk_batch_size, stack.bulk_max_parallel_flushes, 2)
+    checkout, sha = export(ref)
+    try:
+        before = pipeline_run(stack, messages, config, mode="backlog", logs_dir=logs_dir / "before", cwd=checkout,
+                              setup=setup_from(checkout))
+    finally:
+        shutil.rmtree(checkout, ignore_errors=True)
+    after = pipeline_run(stack, messages, config, mode="backlog", logs_dir=logs_dir / "after")
+    result = {
+        "before_ref": ref, "before_commit": sha[:12], "after_commit": _git("rev-parse", "--short=12", "HEAD"),
+        "after_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "changes": changes_since(sha), "events": len(messages), "config": config.__dict__,
+        "before": {k: before.get(k) for k in KEPT}, "after": {k: after.get(k) for k in KEPT},
+    }
+    result["ratios"] = ratios(result["before"], result["after"])
+    log.info("before/after %s: %s -> %s eps, own CPU/1000 %s -> %s, engine CPU/1000 %s -> %s", ref,
+             before["eps"], after["eps"], before["own_cpu_s_per_1000"], after["own_cpu_s_per_1000"],
+             before["cpu_s_per_1000"].get("engine"), after["cpu_s_per_1000"].get("engine"))
+    return result
+
+
+def ratios(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float | None]:
+    """after / before for throughput and for CPU per event (own, engine): below 1 for CPU is better."""
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    return {"eps": ratio(after["eps"], before["eps"]),
+            "own_cpu_s_per_1000": ratio(after["own_cpu_s_per_1000"], before["own_cpu_s_per_1000"]),
+            "engine_cpu_s_per_1000": ratio(after["cpu_s_per_1000"].get("engine"),
+                                           before["cpu_s_per_1000"].get("engine"))}
+
+
+def run(stack: Settings, out: dict[str, Any], *, ref: str, events: int, logs_dir: Path) -> None:
+    """Fill `out` (the "compare" section of latest.json)."""
+    from bench.data import sample_messages
+
+    out.update(before_after(stack, sample_messages(events, seed=5), ref, logs_dir))
