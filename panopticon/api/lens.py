@@ -22,7 +22,8 @@ blueprint = Blueprint("lens", __name__)
 INDEX = "index.html"
 # Lens's page keeps inline styles (its component library injects them); scripts only from here.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-       "font-src 'self' data:; connect-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+       "font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; base-uri 'self'; form-action 'self'; "
+       "frame-ancestors 'none'")
 # What Lens asks of zipkin-server's ZipkinUiConfiguration (its defaults, with the dependency graph on).
 CONFIG = {"environment": "", "queryLimit": 10, "defaultLookback": 15 * 60 * 1000, "searchEnabled": True,
           "dependency": {"enabled": True, "lowErrorRate": 0.5, "highErrorRate": 0.75}}
@@ -32,7 +33,7 @@ ASSET_PATH = {"asset": {"type": "string", "minLength": 1, "maxLength": 512,
 
 def ui_dir() -> Path:
     settings: Settings = current_app.config["PANOPTICON_SETTINGS"]
-    folder = Path(settings.zipkin_ui_dir)
+    folder = Path(settings.zipkin_ui_dir).resolve()  # relative to the working directory, as every path setting
     if not (folder / INDEX).is_file():
         abort(404, description=f"the Zipkin UI is not installed in {folder} (ZIPKIN_UI_DIR): run `make zipkin-ui`")
     return folder
@@ -68,7 +69,7 @@ def asset(asset: str) -> Response:
     """A file of Lens; a page route of it (no file extension, outside static/) answers with its page."""
     folder = ui_dir()
     target = (folder / asset).resolve()
-    if target.is_file() and folder.resolve() in target.parents:
+    if target.is_file() and folder in target.parents:
         response = send_from_directory(folder, asset, max_age=3600)
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
