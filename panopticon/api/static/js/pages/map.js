@@ -11,8 +11,9 @@ import * as state from "../state.js";
 const SVG = "http://www.w3.org/2000/svg";
 const NODE_W = 190;
 const NODE_H = 58;
-const GAP_X = 130;
+const GAP_X = 220;
 const GAP_Y = 30;
+const HOT_ERROR_RATE = 0.05; // an edge at or above it is drawn red (and its label carries ▲ like every edge with errors)
 const KIND_LABEL = { service: "service", database: "database", queue: "queue", external: "external API" };
 const KIND_GLYPH = { service: "●", database: "◆", queue: "▤", external: "◇" };
 
@@ -69,10 +70,13 @@ function drawGraph(answer) {
   const height = rows * (NODE_H + GAP_Y) + 40;
   const at = (name) => ({ x: 20 + places[name].layer * (NODE_W + GAP_X), y: 20 + places[name].row * (NODE_H + GAP_Y) });
   const most = Math.max(1, ...answer.edges.map((e) => e.calls));
-  const graph = svg("svg", { id: "map-graph", role: "img", width, height, viewBox: `0 0 ${width} ${height}`,
+  // Scaled down to the page's width when wider (the viewBox keeps its proportions), never up.
+  const graph = svg("svg", { id: "map-graph", role: "img", width: "100%", viewBox: `0 0 ${width} ${height}`,
     "aria-label": `Service map: ${answer.nodes.length} nodes, ${answer.edges.length} edges` });
-  graph.append(svg("defs", {}, svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7,
-    markerHeight: 7, orient: "auto-start-reverse" }, svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#57606a" }))));
+  graph.style.maxWidth = `${width}px`; // CSSOM, which the page's CSP allows (a style attribute it does not)
+  graph.append(svg("defs", {}, svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 10,
+    markerHeight: 10, markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" },
+  svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#57606a" }))));
   for (const e of answer.edges) {
     if (!places[e.caller] || !places[e.callee]) continue;
     const from = at(e.caller);
@@ -86,9 +90,10 @@ function drawGraph(answer) {
     const d = forward ? `M ${x1} ${y1} C ${x1 + bend} ${y1}, ${x2 - bend} ${y2}, ${x2} ${y2}`
       : `M ${x1} ${y1} C ${x1 + bend} ${y1 - 40}, ${x2 + bend} ${y2 + 40}, ${x2} ${y2}`;
     const widthPx = 1.5 + 4 * Math.sqrt(e.calls / most);
-    const group = svg("g", { class: `edge${e.errors ? " has-errors" : ""}`, "data-caller": e.caller,
+    const hot = e.error_rate !== null && e.error_rate >= HOT_ERROR_RATE;
+    const group = svg("g", { class: `edge${hot ? " hot" : ""}`, "data-caller": e.caller,
       "data-callee": e.callee, "data-calls": e.calls, "data-errors": e.errors });
-    group.append(svg("path", { d, fill: "none", stroke: e.errors ? "#b00020" : "#57606a", "stroke-width": widthPx,
+    group.append(svg("path", { d, fill: "none", stroke: hot ? "#b00020" : "#8c959f", "stroke-width": widthPx,
       "stroke-dasharray": e.callee_kind === "service" ? null : "6 4", "marker-end": "url(#arrow)" }));
     const mx = forward ? (x1 + x2) / 2 : Math.max(x1, x2) + 40;
     const my = (y1 + y2) / 2 - 6;
@@ -100,9 +105,10 @@ function drawGraph(answer) {
     const { x, y } = at(n.name);
     const group = svg("g", { class: `node kind-${n.kind}`, "data-name": n.name, "data-kind": n.kind,
       transform: `translate(${x} ${y})` });
+    const hot = n.error_rate !== null && n.error_rate >= HOT_ERROR_RATE;
     group.append(svg("rect", { width: NODE_W, height: NODE_H, rx: n.kind === "service" ? 8 : 22,
-      fill: n.kind === "service" ? "#eef4fb" : "#f6f8fa", stroke: n.errors ? "#b00020" : "#0b5cad",
-      "stroke-width": n.errors ? 2 : 1.2 }));
+      fill: n.kind === "service" ? "#eef4fb" : "#f6f8fa", stroke: hot ? "#b00020" : "#0b5cad",
+      "stroke-width": hot ? 2 : 1.2 }));
     const title = `${KIND_GLYPH[n.kind] || "●"} ${n.name}`;
     const label = svg("text", { x: 10, y: 21, class: "node-name" }, title.length > 24 ? `${title.slice(0, 23)}…` : title);
     const link = n.kind === "service" ? svg("a", { href: state.href("service", n.name) }, label) : label;
@@ -160,7 +166,7 @@ export async function render(ctx) {
   const figure = h("div", { class: "map-figure", id: "map-figure" });
   const legend = h("p", { class: "muted map-legend" },
     "● service (its requests)  ◆ database  ▤ queue  ◇ external API (calls made to it); dashed: calls to something we have ",
-    "no spans from; red with ▲: calls with errors; line width: calls.");
+    "no spans from; ▲: calls with errors (red line: 5 % or more); line width: calls.");
   const tables = h("div", {});
   main.append(head, summary, legend, figure, tables);
 
