@@ -32,7 +32,7 @@ _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _LOOKBACK = re.compile(r"(\d{1,6})([smhdw])\Z")
 _LOOKBACK_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _KINDS = ("server", "client", "producer", "consumer", "internal")
-_ERRORS: dict[str, Any] = dict(error_schema="JaegerError")
+_ERRORS: dict[str, Any] = dict(error_schema="JaegerErrorResponse")
 SERVICE_PATH = {"service": {"type": "string", "minLength": 1, "maxLength": 256, "description": "Service name."}}
 TRACE_PATH = {"traceID": {"type": "string", "minLength": 1, "maxLength": 128, "description": "Trace id."}}
 

@@ -10,6 +10,7 @@ cannot send one: with API_AUTH_TOKENS set, use it behind a proxy that adds the h
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, jsonify, send_from_directory
@@ -27,7 +28,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
 # What Lens asks of zipkin-server's ZipkinUiConfiguration (its defaults, with the dependency graph on).
 CONFIG = {"environment": "", "queryLimit": 10, "defaultLookback": 15 * 60 * 1000, "searchEnabled": True,
           "dependency": {"enabled": True, "lowErrorRate": 0.5, "highErrorRate": 0.75}}
-ASSET_PATH = {"asset": {"type": "string", "minLength": 1, "maxLength": 512,
+ASSET_PATH = {"file": {"type": "string", "minLength": 1, "maxLength": 512,
                         "description": "A file of Lens, or one of its page routes (traces/<id>, dependency)."}}
 
 
@@ -37,6 +38,12 @@ def ui_dir() -> Path:
     if not (folder / INDEX).is_file():
         abort(404, description=f"the Zipkin UI is not installed in {folder} (ZIPKIN_UI_DIR): run `make zipkin-ui`")
     return folder
+
+
+@lru_cache(maxsize=4)
+def files_of(folder: Path) -> frozenset[str]:
+    """Every file of Lens (relative POSIX paths), listed once per folder."""
+    return frozenset(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
 def _page(folder: Path) -> Response:
@@ -61,18 +68,17 @@ def config() -> Response:
     return jsonify(CONFIG)
 
 
-@blueprint.get("/zipkin/<path:asset>")
+@blueprint.get("/zipkin/<path:file>")
 @operation(summary="The Zipkin UI's files and page routes.", response={"type": "string", "format": "binary"},
            path_params=ASSET_PATH, media_types=("text/html", "text/javascript", "text/css", "image/png",
                                                 "image/x-icon", "application/octet-stream"), errors=(404,))
-def asset(asset: str) -> Response:
+def asset(file: str) -> Response:
     """A file of Lens; a page route of it (no file extension, outside static/) answers with its page."""
     folder = ui_dir()
-    target = (folder / asset).resolve()
-    if target.is_file() and folder in target.parents:
-        response = send_from_directory(folder, asset, max_age=3600)
+    if file in files_of(folder):  # a lookup in the listing: the request's text never reaches the file system
+        response = send_from_directory(folder, file, max_age=3600)
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
-    if asset.startswith("static/") or "." in asset.rsplit("/", 1)[-1]:
-        abort(404, description=f"no Zipkin UI file {asset!r}")
+    if file.startswith("static/") or "." in file.rsplit("/", 1)[-1]:
+        abort(404, description=f"no Zipkin UI file {file!r}")
     return _page(folder)

@@ -71,7 +71,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
                    plugins=[MarshmallowPlugin()], info={"description": "Read-only APM queries for dashboards."})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Error", schema=schemas.ErrorSchema)
-    spec.components.schema("JaegerError", schema=schemas.JaegerErrorResponseSchema)
+    spec.components.schema("JaegerErrorResponse", schema=schemas.JaegerErrorResponseSchema)
     spec.components.schema("ZipkinSpan", schema=schemas.ZipkinSpanSchema)
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         view = app.view_functions.get(rule.endpoint)
