@@ -11,7 +11,7 @@ export ELASTICSEARCH_NODE ?= http://127.0.0.1:9200
 export KAFKA_BROKERS ?= 127.0.0.1:9092
 export REDIS_HOST ?= 127.0.0.1
 
-.PHONY: docs run test test-unit test-integration test-browser test-faults bench bench-dashboard browser zipkin-ui stack-up stack-down stack-status lint env-example venv clean
+.PHONY: docs run test test-unit test-integration test-browser test-faults bench bench-dashboard bench-dependencies browser zipkin-ui stack-up stack-down stack-status lint env-example venv clean
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "need Python 3.11 or newer (set PY=...)"; exit 1; }
@@ -97,6 +97,10 @@ bench: venv stack-up browser
 # bench/results/dashboard/ so the full run's bench/results/latest.json is left as it is.
 bench-dashboard: venv stack-up browser
 	$(BIN)/python -m bench --sections dashboard --out bench/results/dashboard
+
+# Only the service map's timing (/query/dependencies over 7 days, 50 services), written to bench/results/dependencies/.
+bench-dependencies: venv stack-up
+	$(BIN)/python -m bench --sections dependencies --out bench/results/dependencies
 
 # ruff (style), mypy --strict (types of panopticon/) and import-linter (the direction of imports; contracts in
 # pyproject.toml). Part of `make test`.

@@ -19,6 +19,7 @@ FIGURES = (
     "otlp.v1_traces_p99_ms",
     "dashboard.services_first_paint_ms_cold", "dashboard.services_first_paint_ms_cached",
     "dashboard.chart_7d_longest_task_ms",
+    "dependencies.p50_ms_7d_cold", "dependencies.p50_ms_7d_cached",
 )
 
 
@@ -77,7 +78,7 @@ def summary(r: dict[str, Any]) -> str:
         lines.append(f"| `{path}` | {_fmt(r['figures'].get(path))} |")
     lines += ["", *_ingest_lines(r.get("ingest", {})), "", *_query_lines(r.get("query", {})), "",
               *_error_lines(r.get("errors", {})), "", *_otlp_lines(r.get("otlp", {})), "",
-              *_dashboard_lines(r.get("dashboard", {}))]
+              *_dashboard_lines(r.get("dashboard", {})), "", *_dependency_lines(r.get("dependencies", {}))]
     if r.get("charts"):
         lines += ["", "Charts: " + ", ".join(f"[{Path(c).name}]({Path(c).name})" for c in r["charts"])]
     return "\n".join(lines) + "\n"
@@ -139,6 +140,16 @@ def _query_lines(q: dict[str, Any]) -> list[str]:
                      f"{row['n']} |")
     lines += ["", f"`query.speedup_24h` (raw / rollup, cold p50): {_fmt(q.get('speedup_24h'))}"]
     return lines
+
+
+def _dependency_lines(d: dict[str, Any]) -> list[str]:
+    if why := _not_run(d):
+        return ["## Service map", "", f"not run: {why}"]
+    tiers = ", ".join((d.get("sources") or {}).get("rollup", {}).get("tiers", []))
+    return ["## Service map (`/query/dependencies`, 7 days)", "", d.get("dataset_text", ""), "",
+            f"Read from rollups only (tiers {tiers}; no raw part). Cold p50 {_fmt(d.get('p50_ms_7d_cold'))} ms "
+            f"(p95 {_fmt(d.get('p95_ms_7d_cold'))} ms), cached p50 {_fmt(d.get('p50_ms_7d_cached'))} ms; "
+            f"n = {d.get('n')}."]
 
 
 def _error_lines(e: dict[str, Any]) -> list[str]:
