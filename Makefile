@@ -11,7 +11,7 @@ export ELASTICSEARCH_NODE ?= http://127.0.0.1:9200
 export KAFKA_BROKERS ?= 127.0.0.1:9092
 export REDIS_HOST ?= 127.0.0.1
 
-.PHONY: docs run test test-unit test-integration test-browser test-faults bench bench-quick bench-table bench-dashboard browser stack-up stack-down stack-status lint env-example venv clean
+.PHONY: docs run test test-unit test-integration test-browser test-faults bench bench-quick bench-table bench-dashboard bench-dependencies browser zipkin-ui stack-up stack-down stack-status lint env-example venv clean
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "need Python 3.11 or newer (set PY=...)"; exit 1; }
@@ -33,13 +33,14 @@ stack-status:
 
 # The Procfile plus two processes that keep sample traffic flowing, so a new user sees data: JSON to Kafka,
 # and a service instrumented with the OpenTelemetry SDK exporting OTLP to the `otlp` process.
-run: venv stack-up
+run: venv stack-up zipkin-ui
 	@mkdir -p .stack
 	@{ cat Procfile; echo 'sample: flask send-sample --count 200 --rate 200 --forever'; \
 	   echo 'otlp-sample: flask send-otlp-sample --count 100 --rate 20 --forever'; } > .stack/Procfile.run
 	@echo "Dashboard  http://127.0.0.1:$${API_PORT:-3001}/"
 	@echo "API        http://127.0.0.1:$${API_PORT:-3001}/query/services?start=1h"
 	@echo "API docs   http://127.0.0.1:$${API_PORT:-3001}/docs  (OpenAPI: /openapi.json)"
+	@echo "Zipkin UI  http://127.0.0.1:$${API_PORT:-3001}/zipkin/  (Zipkin API: /api/v2, Jaeger API: /api)"
 	@echo "Metrics    http://127.0.0.1:$${API_PORT:-3001}/metrics  bridge: http://127.0.0.1:$${BRIDGE_METRICS_PORT:-9464}/metrics"
 	@echo "WebSocket  ws://127.0.0.1:$${WS_PORT:-3010}/ws/error-logs"
 	@echo "OTLP/HTTP  http://127.0.0.1:$${OTLP_HTTP_PORT:-4318}/v1/traces and /v1/logs (sample service: otel-shop)"
@@ -47,13 +48,13 @@ run: venv stack-up
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f .stack/Procfile.run -d .
 
 # Everything: lint, then unit, integration, browser and the fault suite (about 20 minutes on 2 cores).
-test: venv lint stack-up browser
+test: venv lint stack-up browser zipkin-ui
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/browser tests/faults
 
 test-unit: venv
 	$(BIN)/pytest -p no:cacheprovider tests/unit
 
-test-integration: venv stack-up
+test-integration: venv stack-up zipkin-ui
 	$(BIN)/pytest -p no:cacheprovider tests/integration
 
 # The fault suite alone (tests/faults, about 11 minutes): kills, outages, 429s, poison, hostile input, Kafka
@@ -61,7 +62,7 @@ test-integration: venv stack-up
 # Summary table printed at the end and written to tests/faults/results/latest.jsonl.
 # The dashboard in a real browser: Debian's chromium driven by Playwright (tests/browser; also saves the
 # screenshots under docs/screenshots/).
-test-browser: venv stack-up browser
+test-browser: venv stack-up browser zipkin-ui
 	$(BIN)/pytest -p no:cacheprovider tests/browser
 
 # Debian's Chromium and a font for the browser tests (Playwright's own browser download cannot work here).
@@ -70,6 +71,11 @@ browser:
 		echo "installing chromium and fonts-dejavu-core with apt-get"; \
 		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && \
 		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; }
+
+# The Zipkin UI (Lens) that `web` serves at /zipkin/, unpacked from Maven Central's zipkin-server exec jar into
+# .cache/zipkin/lens (infra/zipkin.sh; done again only when infra/zipkin/pom.xml changes).
+zipkin-ui:
+	bash infra/zipkin.sh
 
 test-faults: venv stack-up
 	$(BIN)/pytest -p no:cacheprovider tests/faults
@@ -103,6 +109,10 @@ bench-table: venv
 # bench/results/dashboard/ so the full run's bench/results/latest.json is left as it is.
 bench-dashboard: venv stack-up browser
 	$(BIN)/python -m bench --sections dashboard --out bench/results/dashboard
+
+# Only the service map's timing (/query/dependencies over 7 days, 50 services), written to bench/results/dependencies/.
+bench-dependencies: venv stack-up
+	$(BIN)/python -m bench --sections dependencies --out bench/results/dependencies
 
 # ruff (style), mypy --strict (types of panopticon/) and import-linter (the direction of imports; contracts in
 # pyproject.toml). Part of `make test`.

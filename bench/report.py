@@ -29,6 +29,7 @@ FIGURES = (
     "otlp.v1_traces_p99_ms",
     "dashboard.services_first_paint_ms_cold", "dashboard.services_first_paint_ms_cached",
     "dashboard.chart_7d_longest_task_ms",
+    "dependencies.p50_ms_7d_cold", "dependencies.p50_ms_7d_cached",
 )
 # Goals of issue 19.
 RATIO_GOAL = 0.8
@@ -111,7 +112,8 @@ def summary(r: dict[str, Any]) -> str:
     for title, make, key in (("Ingest", _ingest_lines, "ingest"), ("Error stream", _error_lines, "errors"),
                              ("Memory", lambda _s: _memory_lines(r), "memory"),
                              ("Before / after", _compare_lines, "compare"), ("Queries", _query_lines, "query"),
-                             ("OTLP", _otlp_lines, "otlp"), ("Dashboard", _dashboard_lines, "dashboard")):
+                             ("OTLP", _otlp_lines, "otlp"), ("Dashboard", _dashboard_lines, "dashboard"),
+                             ("Service map", _dependency_lines, "dependencies")):
         lines += ["", *_safe(make, title, r.get(key, {}))]
     if r.get("charts"):
         lines += ["", "Charts: " + ", ".join(f"[{Path(c).name}]({Path(c).name})" for c in r["charts"])]
@@ -411,6 +413,16 @@ def _query_lines(q: dict[str, Any]) -> list[str]:
                      f"{row['n']} |")
     lines += ["", f"`query.speedup_24h` (raw / rollup, cold p50): {_fmt(q.get('speedup_24h'))}"]
     return lines
+
+
+def _dependency_lines(d: dict[str, Any]) -> list[str]:
+    if why := _not_run(d):
+        return ["## Service map", "", f"not run: {why}"]
+    tiers = ", ".join((d.get("sources") or {}).get("rollup", {}).get("tiers", []))
+    return ["## Service map (`/query/dependencies`, 7 days)", "", d.get("dataset_text", ""), "",
+            f"Read from rollups only (tiers {tiers}; no raw part). Cold p50 {_fmt(d.get('p50_ms_7d_cold'))} ms "
+            f"(p95 {_fmt(d.get('p95_ms_7d_cold'))} ms), cached p50 {_fmt(d.get('p50_ms_7d_cached'))} ms; "
+            f"n = {d.get('n')}."]
 
 
 def _otlp_lines(o: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ from panopticon.settings import Settings
 LOGS = "logs-apm"
 TRACES = "traces-apm"
 METRICS = "metrics-apm"  # monthly plain indices, metrics-apm-YYYY.MM: rollups are overwritten
+EDGES = "edges-apm"  # the service map's rollups, monthly plain indices as METRICS (panopticon/rollup/edges.py)
 STATE = "panopticon-state"  # progress markers (the rollup watermark)
 
 # --- Celery task names --------------------------------------------------------------------------------

@@ -31,6 +31,15 @@ TOPOLOGY: dict[str, tuple[dict[str, float], list[str]]] = {
     "inventory": ({"GET /stock/:sku": 8, "POST /reserve": 18}, []),
     "users": ({"GET /users/:id": 10}, []),
 }
+# service -> calls to things we have no spans from (a database, an external API, a queue), as OpenTelemetry
+# instrumentation names them on CLIENT / PRODUCER spans: (span name, kind, median ms, attributes). The service map
+# draws them as nodes of their own.
+PEERS: dict[str, list[tuple[str, str, float, dict[str, Any]]]] = {
+    "inventory": [("SELECT stock", "CLIENT", 3, {"db.system": "postgresql", "db.name": "inventory"})],
+    "payments": [("POST /v1/charges", "CLIENT", 90, {"peer.service": "stripe", "server.address": "api.stripe.com"})],
+    "checkout": [("orders publish", "PRODUCER", 2,
+                  {"messaging.system": "kafka", "messaging.destination.name": "orders"})],
+}
 ENVIRONMENTS = ("production", "staging")
 LOG_LINES = {
     "INFO": "request handled",
@@ -51,8 +60,10 @@ class SampleMessage:
 
 class TraceFactory:
     def __init__(self, rng: random.Random, error_ratio: float, latency_sigma: float,
-                 services: dict[str, tuple[dict[str, float], list[str]]]) -> None:
+                 services: dict[str, tuple[dict[str, float], list[str]]],
+                 peers: dict[str, list[tuple[str, str, float, dict[str, Any]]]] | None = None) -> None:
         self.rng = rng
+        self.peers = PEERS if peers is None else peers
         self.error_ratio = error_ratio
         self.sigma = latency_sigma
         self.services = services
@@ -86,6 +97,13 @@ class TraceFactory:
                 out.append(self._span(trace_id, client_id, span_id, service, env, f"call {callee}", "CLIENT",
                                       "ERROR" if callee_failed else "OK", child_start, client_ms, None))
                 child_start += client_ms
+        for name, kind, median, attributes in self.peers.get(service, []):
+            if self.rng.random() < 0.7:
+                peer_ms = self._latency(median)
+                peer_failed = self.rng.random() < self.error_ratio
+                out.append(self._span(trace_id, self._id(64), span_id, service, env, name, kind,
+                                      "ERROR" if peer_failed else "OK", child_start, peer_ms, None, attributes))
+                child_start += peer_ms
         method, path = route.split(" ", 1)
         status_code = self.rng.choice((500, 502, 503)) if failed else 200
         http = {"method": method, "route": path, "status_code": status_code}
@@ -97,7 +115,8 @@ class TraceFactory:
         return duration, failed
 
     def _span(self, trace_id: str, span_id: str, parent_id: str | None, service: str, env: str, name: str, kind: str,
-              status: str, start_ms: float, duration: float, http: dict[str, Any] | None) -> SampleMessage:
+              status: str, start_ms: float, duration: float, http: dict[str, Any] | None,
+              attributes: dict[str, Any] | None = None) -> SampleMessage:
         # Half the spans use the camelCase spelling, as the original TypeScript producers did.
         body: dict[str, Any]
         if self.rng.random() < 0.5:
@@ -110,7 +129,7 @@ class TraceFactory:
                     "start_time": iso_ms(start_ms), "duration_ms": duration}
         if http:
             body["http"] = http
-        body["attributes"] = {"sample": True}
+        body["attributes"] = {"sample": True, **(attributes or {})}
         return SampleMessage("span", body)
 
     def _log(self, trace_id: str, span_id: str, service: str, env: str, at_ms: float, level: str) -> SampleMessage:

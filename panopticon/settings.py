@@ -412,6 +412,10 @@ class Settings:
     query_timeout_seconds: float = var(
         "QUERY_TIMEOUT_SECONDS", _float(0.1, 300), "10",
         "Deadline of one answer: every engine request it needs shares it; past it the answer is a 503.", group="API")
+    zipkin_ui_dir: str = var(
+        "ZIPKIN_UI_DIR", _str, ".cache/zipkin/lens",
+        "Folder of the Zipkin UI's (Lens) files that `web` serves at /zipkin/ (`make zipkin-ui` fetches them); "
+        "a missing folder answers 404 there.", group="API")
     query_max_rollup_documents: int = var(
         "QUERY_MAX_ROLLUP_DOCUMENTS", _int(1000), "200000",
         "Most rollup documents one answer may read; beyond it the request is refused with a 400.", group="API")

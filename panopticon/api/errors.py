@@ -9,6 +9,9 @@ Every failure a client can see leaves through here:
     EngineRejected       502 engine_rejected     the engine refused a query we built: our bug, logged
     Redis errors         503 cache_unavailable   only where Redis is required (never the cache path)
     anything else        500 internal_error      logged with its stack; the client gets no details
+
+Under `/api/` (the Jaeger query API) and `/api/v2/` (Zipkin's) the same statuses and messages leave in that
+API's own error shape (`envelope`), because their clients read errors that way.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from panopticon.exceptions import EngineRejected, EngineUnavailable, InvalidParameter, QueryTimeout
@@ -26,9 +29,22 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
 
 
+JAEGER_PREFIX = "/api/"
+ZIPKIN_PREFIXES = ("/api/v2/", "/zipkin/api/v2/")
+
+
 def envelope(status: int, code: str, message: str, parameter: str | None = None) -> Response:
-    response = jsonify(error={"code": code, "message": message, "parameter": parameter})
-    response.status_code = status
+    """The error answer, in the shape the caller's API uses: ours, Jaeger's (`errors: [{code, msg}]`, which the
+    Jaeger UI and Grafana read) or Zipkin's (the message as plain text, as zipkin-server answers)."""
+    path = request.path if has_request_context() else ""
+    if path.startswith(ZIPKIN_PREFIXES):
+        response = Response(message, status=status, mimetype="text/plain")
+    elif path.startswith(JAEGER_PREFIX):
+        response = jsonify(data=None, total=0, limit=0, offset=0, errors=[{"code": status, "msg": message}])
+        response.status_code = status
+    else:
+        response = jsonify(error={"code": code, "message": message, "parameter": parameter})
+        response.status_code = status
     return response
 
 

@@ -37,10 +37,14 @@ _ASSETS = ("swagger-ui.css", "index.css", "swagger-ui-bundle.js", "swagger-ui-st
 def operation(*, summary: str, response: type[Schema] | dict[str, Any], args: type[Schema] | None = None,
               path_params: dict[str, dict[str, Any]] | None = None, errors: tuple[int, ...] = (400, 401, 503),
               media_types: tuple[str, ...] = ("application/json",), description: str = "",
-              other_responses: dict[int, type[Schema]] | None = None) -> Callable[[View], View]:
+              other_responses: dict[int, type[Schema]] | None = None,
+              error_schema: str | dict[str, Any] = "Error", error_media: str = "application/json",
+              ) -> Callable[[View], View]:
     """Attach the OpenAPI description of one route to its view function.
 
-    `response` is the schema of a 200 answer (a marshmallow Schema, or a JSON schema dict);
+    `response` is the schema of a 200 answer (a marshmallow Schema, or a JSON schema dict); errors are answered
+    with `error_schema` (a component name, or a JSON schema) as `error_media` (the Jaeger and Zipkin APIs have
+    their own);
     `path_params` maps each path parameter to its JSON schema (with a description); `other_responses`
     documents non-200 answers that are not the error envelope.
     """
@@ -50,6 +54,7 @@ def operation(*, summary: str, response: type[Schema] | dict[str, Any], args: ty
         view.openapi = {  # type: ignore[attr-defined]
             "summary": summary, "response": response, "args": args, "path_params": path_params or {},
             "errors": errors, "media_types": media_types, "other": other_responses or {},
+            "error_schema": error_schema, "error_media": error_media,
             "description": description or (view.__doc__ or "").strip()}
         return view
 
@@ -66,6 +71,8 @@ def build_spec(app: Flask) -> dict[str, Any]:
                    plugins=[MarshmallowPlugin()], info={"description": "Read-only APM queries for dashboards."})
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Error", schema=schemas.ErrorSchema)
+    spec.components.schema("JaegerErrorResponse", schema=schemas.JaegerErrorResponseSchema)
+    spec.components.schema("ZipkinSpan", schema=schemas.ZipkinSpanSchema)
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         view = app.view_functions.get(rule.endpoint)
         doc = getattr(view, "openapi", None)
@@ -88,7 +95,7 @@ def _operation(doc: dict[str, Any], endpoint: str) -> dict[str, Any]:
     errors = set(doc["errors"]) | ({404} if doc["path_params"] else set())
     for status in sorted(errors):
         responses[str(status)] = {"description": _ERRORS[status], "content": {
-            "application/json": {"schema": "Error"}}}
+            doc["error_media"]: {"schema": doc["error_schema"]}}}
     for status, schema in doc["other"].items():
         responses[str(status)] = {"description": _ERRORS[status], "content": {"application/json": {"schema": schema}}}
     operation = {"operationId": endpoint.replace(".", "_"), "summary": doc["summary"], "parameters": parameters,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from panopticon.model import ID_PATTERN, ID_RULE, KINDS, LEVELS, STATUSES
 from panopticon.query.metrics import SERVICE_SORTS
@@ -364,3 +364,250 @@ class HealthSchema(Schema):
 class ReadySchema(Schema):
     status = _req(fields.String())
     checks = _req(fields.Dict(keys=fields.String(), values=fields.Boolean()))
+
+
+# --- the service map ----------------------------------------------------------------------------------------
+
+
+class DependenciesArgs(TimeArgs):
+    environment = _text("Only calls made from this environment.")
+    service = _text("Centre on this service: only its own calls, in and out, and the nodes they reach.")
+
+
+class NodeSchema(StatsSchema):
+    name = _req(fields.String())
+    kind = _req(fields.String(metadata={
+        "description": "service (we have its spans: figures are its requests), or database, queue, external (named "
+                       "by callers' CLIENT / PRODUCER spans: figures are the calls made to it)."}))
+
+
+class EdgeSchema(Schema):
+    caller = _req(fields.String())
+    callee = _req(fields.String())
+    callee_kind = _req(fields.String(metadata={"description": "service, database, queue or external."}))
+    calls = _req(fields.Integer())
+    errors = _req(fields.Integer())
+    error_rate = _nullable(fields.Float)
+    p50 = _nullable(fields.Float, metadata={"description": "ms, within 0.5% of the exact nearest-rank value."})
+    p90 = _nullable(fields.Float)
+    p95 = _nullable(fields.Float)
+    p99 = _nullable(fields.Float)
+    avg_ms = _nullable(fields.Float)
+    min_ms = _nullable(fields.Float)
+    max_ms = _nullable(fields.Float)
+
+
+class EdgeSourcesSchema(Schema):
+    raw = _req(fields.List(fields.Nested(RangeSchema), metadata={
+        "description": "Parts whose edges were computed from raw spans: partial windows at the edges, and windows "
+                       "with a span of one of their traces stored after the service map's last roll."}))
+    rollup = _nullable(fields.Nested, nested=RollupSourceSchema, metadata={"description": "Part read from edge "
+                                                                                          "rollups."})
+    complete = _req(fields.Boolean())
+    settled_until = _req(fields.String())
+    nodes = _req(fields.Nested(SourcesSchema, metadata={"description": "Where the nodes' figures came from."}))
+
+
+class DependenciesSchema(Schema):
+    from_ = _req(fields.String(data_key="from", metadata={"description": "Start, rounded down to the minute."}))
+    to = _req(fields.String(metadata={"description": "End, rounded up to the minute."}))
+    environment = _nullable(fields.String)
+    service = _nullable(fields.String)
+    nodes = _req(fields.List(fields.Nested(NodeSchema)))
+    edges = _req(fields.List(fields.Nested(EdgeSchema), metadata={"description": "Most calls first."}))
+    sources = _req(fields.Nested(EdgeSourcesSchema))
+
+
+# --- the Jaeger query API -----------------------------------------------------------------------------------
+
+
+class _Permissive(Schema):
+    """Parameters of an API we imitate: its clients send ones we do not use (ignored), never refused."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class JaegerTracesArgs(_Permissive):
+    service = fields.String(validate=validate.Length(0, 256), metadata={"description": "Service (required)."})
+    operation = fields.String(validate=validate.Length(0, 1024), metadata={"description": "Span name."})
+    tags = fields.String(validate=validate.Length(0, 4096), metadata={
+        "description": 'JSON object of tag values, e.g. {"http.status_code":"500","error":"true"}.'})
+    tag = fields.String(validate=validate.Length(0, 1024), metadata={"description": "key:value (repeatable)."})
+    start = fields.Integer(validate=validate.Range(min=0), metadata={"description": "Epoch microseconds."})
+    end = fields.Integer(validate=validate.Range(min=0), metadata={"description": "Epoch microseconds."})
+    lookback = fields.String(validate=validate.Length(0, 32), metadata={
+        "description": "1h, 2d, ... when start is absent; 'custom' (start and end given)."})
+    limit = fields.Integer(validate=validate.Range(min=0), metadata={"description": "Traces (default 100)."})
+    minDuration = fields.String(validate=validate.Length(0, 32), metadata={"description": "Go duration: 100ms, 1.5s."})
+    maxDuration = fields.String(validate=validate.Length(0, 32), metadata={"description": "Go duration."})
+    traceID = fields.String(validate=validate.Length(0, 128), metadata={"description": "Trace ids (repeatable)."})
+
+
+class JaegerOperationsArgs(_Permissive):
+    service = fields.String(validate=validate.Length(0, 256), metadata={"description": "Service (required)."})
+    spanKind = fields.String(validate=validate.Length(0, 32), metadata={
+        "description": "server, client, producer, consumer or internal."})
+
+
+class JaegerTraceArgs(_Permissive):
+    start = fields.Integer(validate=validate.Range(min=0), metadata={
+        "description": "Epoch microseconds (Jaeger) or milliseconds (Grafana's traceIdTimeParams); a hint only."})
+    end = fields.Integer(validate=validate.Range(min=0), metadata={"description": "As start."})
+    raw = fields.Boolean()
+
+
+class JaegerDependenciesArgs(_Permissive):
+    endTs = fields.Integer(validate=validate.Range(min=0), metadata={"description": "Epoch milliseconds (now)."})
+    lookback = fields.Integer(validate=validate.Range(min=1), metadata={"description": "Milliseconds (1 day)."})
+    service = fields.String(validate=validate.Length(0, 256), metadata={"description": "Only this service's links."})
+
+
+class JaegerErrorSchema(Schema):
+    code = fields.Integer()
+    msg = _req(fields.String())
+
+
+class JaegerKeyValueSchema(Schema):
+    key = _req(fields.String())
+    type = _req(fields.String(metadata={"description": "string, bool, int64 or float64."}))
+    value = _req(fields.Raw())
+
+
+class JaegerReferenceSchema(Schema):
+    refType = _req(fields.String(metadata={"description": "CHILD_OF or FOLLOWS_FROM."}))
+    traceID = _req(fields.String())
+    spanID = _req(fields.String())
+
+
+class JaegerLogSchema(Schema):
+    timestamp = _req(fields.Integer(metadata={"description": "Epoch microseconds."}))
+    fields_ = _req(fields.List(fields.Nested(JaegerKeyValueSchema), data_key="fields"))
+
+
+class JaegerSpanSchema(Schema):
+    traceID = _req(fields.String())
+    spanID = _req(fields.String())
+    flags = fields.Integer()
+    operationName = _req(fields.String())
+    references = _req(fields.List(fields.Nested(JaegerReferenceSchema)))
+    startTime = _req(fields.Integer(metadata={"description": "Epoch microseconds."}))
+    duration = _req(fields.Integer(metadata={"description": "Microseconds."}))
+    tags = _req(fields.List(fields.Nested(JaegerKeyValueSchema)))
+    logs = _req(fields.List(fields.Nested(JaegerLogSchema)))
+    processID = _req(fields.String())
+    warnings = _nullable(fields.List, cls_or_instance=fields.String())
+
+
+class JaegerProcessSchema(Schema):
+    serviceName = _req(fields.String())
+    tags = _req(fields.List(fields.Nested(JaegerKeyValueSchema)))
+
+
+class JaegerTraceSchema(Schema):
+    traceID = _req(fields.String())
+    spans = _req(fields.List(fields.Nested(JaegerSpanSchema)))
+    processes = _req(fields.Dict(keys=fields.String(), values=fields.Nested(JaegerProcessSchema)))
+    warnings = _nullable(fields.List, cls_or_instance=fields.String())
+
+
+class _JaegerEnvelope(Schema):
+    total = _req(fields.Integer())
+    limit = _req(fields.Integer())
+    offset = _req(fields.Integer())
+    errors = _nullable(fields.List, cls_or_instance=fields.Nested(JaegerErrorSchema))
+
+
+class JaegerErrorResponseSchema(_JaegerEnvelope):
+    data = _nullable(fields.Raw)
+
+
+class JaegerNamesSchema(_JaegerEnvelope):
+    data = _req(fields.List(fields.String()))
+
+
+class JaegerOperationSchema(Schema):
+    name = _req(fields.String())
+    spanKind = _req(fields.String())
+
+
+class JaegerOperationsSchema(_JaegerEnvelope):
+    data = _req(fields.List(fields.Nested(JaegerOperationSchema)))
+
+
+class JaegerTracesSchema(_JaegerEnvelope):
+    data = _req(fields.List(fields.Nested(JaegerTraceSchema)))
+
+
+class JaegerLinkSchema(Schema):
+    parent = _req(fields.String())
+    child = _req(fields.String())
+    callCount = _req(fields.Integer())
+
+
+class JaegerDependenciesSchema(_JaegerEnvelope):
+    data = _req(fields.List(fields.Nested(JaegerLinkSchema)))
+
+
+# --- the Zipkin v2 API --------------------------------------------------------------------------------------
+
+
+class ZipkinServiceArgs(_Permissive):
+    serviceName = fields.String(validate=validate.Length(0, 256), metadata={"description": "Service (required)."})
+
+
+class ZipkinTracesArgs(_Permissive):
+    serviceName = fields.String(validate=validate.Length(0, 256))
+    remoteServiceName = fields.String(validate=validate.Length(0, 256))
+    spanName = fields.String(validate=validate.Length(0, 1024), metadata={"description": "'all' means any."})
+    annotationQuery = fields.String(validate=validate.Length(0, 4096), metadata={
+        "description": "`http.method=GET and error`: key=value matches a tag, a word a tag key or an annotation."})
+    minDuration = fields.Integer(validate=validate.Range(min=0), metadata={"description": "Microseconds."})
+    maxDuration = fields.Integer(validate=validate.Range(min=0), metadata={"description": "Microseconds."})
+    endTs = fields.Integer(validate=validate.Range(min=0), metadata={"description": "Epoch milliseconds (now)."})
+    lookback = fields.Integer(validate=validate.Range(min=1), metadata={"description": "Milliseconds (1 day)."})
+    limit = fields.Integer(load_default=10, validate=validate.Range(min=1), metadata={"description": "Traces."})
+
+
+class ZipkinTraceManyArgs(_Permissive):
+    traceIds = fields.String(validate=validate.Length(0, 65536),
+                             metadata={"description": "Comma separated (required)."})
+
+
+class ZipkinDependenciesArgs(_Permissive):
+    endTs = fields.Integer(validate=validate.Range(min=0), metadata={"description": "Epoch milliseconds (required)."})
+    lookback = fields.Integer(validate=validate.Range(min=1), metadata={"description": "Milliseconds (1 day)."})
+
+
+class ZipkinAutocompleteArgs(_Permissive):
+    key = fields.String(validate=validate.Length(0, 256), metadata={"description": "An autocompleteKeys key."})
+
+
+class ZipkinEndpointSchema(Schema):
+    serviceName = fields.String()
+
+
+class ZipkinAnnotationSchema(Schema):
+    timestamp = _req(fields.Integer(metadata={"description": "Epoch microseconds."}))
+    value = _req(fields.String())
+
+
+class ZipkinSpanSchema(Schema):
+    traceId = _req(fields.String())
+    id = _req(fields.String())
+    parentId = fields.String()
+    name = fields.String()
+    kind = fields.String(metadata={"description": "CLIENT, SERVER, PRODUCER or CONSUMER; absent for local spans."})
+    timestamp = fields.Integer(metadata={"description": "Epoch microseconds."})
+    duration = fields.Integer(metadata={"description": "Microseconds."})
+    localEndpoint = fields.Nested(ZipkinEndpointSchema)
+    remoteEndpoint = fields.Nested(ZipkinEndpointSchema)
+    annotations = fields.List(fields.Nested(ZipkinAnnotationSchema))
+    tags = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class ZipkinLinkSchema(Schema):
+    parent = _req(fields.String())
+    child = _req(fields.String())
+    callCount = _req(fields.Integer())
+    errorCount = _req(fields.Integer())

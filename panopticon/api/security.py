@@ -22,7 +22,8 @@ from flask import Flask, Response, abort, request
 from panopticon.access import is_loopback, token_ok
 from panopticon.settings import Settings
 
-EXEMPT_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "dashboard.index", "dashboard.asset"})
+EXEMPT_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "dashboard.index", "dashboard.asset",
+                              "lens.index", "lens.config", "lens.asset"})
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-Id"
 EXPOSED_HEADERS = "X-Cache, X-Request-Id, Retry-After"
 PREFLIGHT_MAX_AGE = "600"

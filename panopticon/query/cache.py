@@ -55,7 +55,9 @@ class AnswerCache:
         """An answer read only from rollups changes only on re-rolls: it may live longer
         (ROLLUP_CACHE_TTL_SECONDS); anything with raw data keeps the short METRICS_CACHE_TTL_SECONDS."""
         sources = answer.get("sources") or {}
-        if sources.get("rollup") and not sources.get("raw"):
+        # An answer made of several parts (the service map: edges, and its nodes' figures) says so per part.
+        parts = [sources, *(part for part in sources.values() if isinstance(part, dict) and "raw" in part)]
+        if all(part.get("rollup") and not part.get("raw") for part in parts):
             return self.rollup_ttl_seconds
         return self.ttl_seconds
 

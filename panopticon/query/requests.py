@@ -108,3 +108,33 @@ class EndpointTracesRequest:
     times: Times
     environment: str | None = None
     limit: int = 10
+
+
+@dataclass(frozen=True)
+class DependencyRequest:
+    """The service map of a range (`/query/dependencies`, and Jaeger's and Zipkin's `dependencies`)."""
+
+    times: Times
+    environment: str | None = None
+    service: str | None = None
+
+
+@dataclass(frozen=True)
+class CompatTraceSearch:
+    """A trace search of the Jaeger or Zipkin API, units already converted (epoch ms, durations in ms).
+
+    None for a time means "as the API's default": end now, start `lookback_ms` (else `default_lookback_ms`)
+    before end. Each API's own rules for its parameters are applied by its routes; the clock is the service's.
+    """
+
+    default_lookback_ms: int
+    limit: int
+    start_ms: int | None = None
+    end_ms: int | None = None
+    lookback_ms: int | None = None
+    service: str | None = None
+    operation: str | None = None
+    tags: tuple[tuple[str, str | None], ...] = ()
+    remote_service: str | None = None
+    min_duration_ms: float | None = None
+    max_duration_ms: float | None = None

@@ -18,11 +18,14 @@ import redis
 
 from panopticon.exceptions import InvalidParameter, StorageError
 from panopticon.model.times import iso_ms, now_ms
-from panopticon.query import metrics
+from panopticon.query import compat, metrics
+from panopticon.query import dependencies as service_map
 from panopticon.query.cache import AnswerCache
 from panopticon.query.deadline import Deadline
 from panopticon.query.raw import GroupBy
 from panopticon.query.requests import (
+    CompatTraceSearch,
+    DependencyRequest,
     EndpointTracesRequest,
     LogSearch,
     RankingRequest,
@@ -173,6 +176,71 @@ class QueryService:
         window, limit = self._window(q.times, STATS_DEFAULT_MS), self._limit(q.limit)
         scope = metrics.Scope(q.service, q.environment, q.endpoint)
         return metrics.endpoint_traces(self.store, scope, window, limit=limit, deadline=self.deadline())
+
+    # --- the service map ------------------------------------------------------------------------------
+    def dependencies(self, q: DependencyRequest) -> Answer:
+        """Nodes and edges of the range, rounded out to whole minutes (refreshes share a cached answer)."""
+        now = self.clock()
+        window = self._rounded(self._window(q.times, STATS_DEFAULT_MS, now), RANKING_STEP_MS)
+        deadline = self.deadline()
+        question = {"from": window.start_ms, "to": window.end_ms, "env": q.environment, "service": q.service}
+        return self._cached("dependencies", question, lambda: service_map.dependencies(
+            self.store, window, environment=q.environment, service=q.service, deadline=deadline, now_ms=now))
+
+    def dependency_links(self, end_ms: int | None, lookback_ms: int) -> list[dict[str, Any]]:
+        """Jaeger's and Zipkin's `dependencies`: {parent, child, callCount, errorCount} over [end - lookback, end)."""
+        end = self.clock() if end_ms is None else end_ms
+        body = self.dependencies(DependencyRequest(Times(str(max(0, end - lookback_ms)), str(end)))).body
+        return [{"parent": e["caller"], "child": e["callee"], "callCount": e["calls"], "errorCount": e["errors"]}
+                for e in body["edges"]]
+
+    # --- the Jaeger and Zipkin query APIs ------------------------------------------------------------
+    def service_names(self) -> list[str]:
+        deadline = self.deadline()
+        body = self._cached("compat-services", {}, lambda: {"names": compat.service_names(self.store, deadline)}).body
+        names: list[str] = body["names"]
+        return names
+
+    def operations(self, service: str, kind: str | None = None) -> list[tuple[str, str | None]]:
+        """(span name, kind) of one service's spans, of one kind (SERVER, CLIENT, ...) when given."""
+        deadline = self.deadline()
+        body = self._cached("compat-operations", {"service": service, "kind": kind}, lambda: {
+            "pairs": compat.operations(self.store, service, kind, deadline)}).body
+        return [(name, found) for name, found in body["pairs"]]
+
+    def tag_values(self, key: str) -> list[str]:
+        deadline = self.deadline()
+        body = self._cached("compat-tag-values", {"key": key},
+                            lambda: {"values": compat.tag_values(self.store, key, deadline)}).body
+        values: list[str] = body["values"]
+        return values
+
+    def remote_services(self, service: str, lookback_ms: int) -> list[str]:
+        links = self.dependency_links(None, lookback_ms)
+        return compat.remote_services(((link["parent"], link["child"]) for link in links), service)
+
+    def _trace_query(self, q: CompatTraceSearch) -> compat.TraceQuery:
+        now = self.clock()
+        end = now if q.end_ms is None else q.end_ms
+        start = end - (q.lookback_ms or q.default_lookback_ms) if q.start_ms is None else q.start_ms
+        window = resolve_range(str(max(0, start)), str(end), now_ms=now, default_ms=q.default_lookback_ms,
+                               max_days=self.settings.query_max_range_days)
+        return compat.TraceQuery(window.start_ms, window.end_ms, self._limit(q.limit), q.service, q.operation,
+                                 q.tags, q.remote_service, q.min_duration_ms, q.max_duration_ms)
+
+    def jaeger_traces(self, q: CompatTraceSearch) -> list[dict[str, Any]]:
+        query = self._trace_query(q)
+        return [compat.jaeger_trace(t) for t in compat.find_traces(self.store, query, self.deadline())]
+
+    def zipkin_traces(self, q: CompatTraceSearch) -> list[list[dict[str, Any]]]:
+        query = self._trace_query(q)
+        return [compat.zipkin_spans(t) for t in compat.find_traces(self.store, query, self.deadline())]
+
+    def jaeger_traces_by_id(self, trace_ids: list[str]) -> list[dict[str, Any]]:
+        return [compat.jaeger_trace(t) for t in compat.get_traces(self.store, trace_ids, self.deadline())]
+
+    def zipkin_traces_by_id(self, trace_ids: list[str]) -> list[list[dict[str, Any]]]:
+        return [compat.zipkin_spans(t) for t in compat.get_traces(self.store, trace_ids, self.deadline())]
 
     # --- operations -----------------------------------------------------------------------------------
     def readiness(self) -> dict[str, bool]:

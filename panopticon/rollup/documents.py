@@ -89,18 +89,21 @@ def doc_id(tier: str, key: Key, window_ms: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
-def metrics_index(settings: Settings, window_ms: int) -> str:
-    """The monthly index a window's documents live in, from the window's own time (never from now)."""
-    return settings.data_stream(f"{METRICS}-{time.strftime('%Y.%m', time.gmtime(window_ms / 1000))}")
+def metrics_index(settings: Settings, window_ms: int, family: str = METRICS) -> str:
+    """The monthly index a window's documents live in, from the window's own time (never from now).
+
+    `family`: metrics-apm (request statistics) or edges-apm (the service map), both monthly plain indices.
+    """
+    return settings.data_stream(f"{family}-{time.strftime('%Y.%m', time.gmtime(window_ms / 1000))}")
 
 
-def metrics_indices(settings: Settings, start_ms: int, end_ms: int) -> str:
+def metrics_indices(settings: Settings, start_ms: int, end_ms: int, family: str = METRICS) -> str:
     """Comma-separated monthly indices covering [start_ms, end_ms): reads touch only the months they need."""
     names: list[str] = []
     year, month = time.gmtime(start_ms / 1000)[:2]
     last = time.gmtime(max(start_ms, end_ms - 1) / 1000)[:2]
     while (year, month) <= last:
-        names.append(settings.data_stream(f"{METRICS}-{year:04d}.{month:02d}"))
+        names.append(settings.data_stream(f"{family}-{year:04d}.{month:02d}"))
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return ",".join(names)
 

@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from panopticon.exceptions import EngineRejected, EngineUnavailable
-from panopticon.flow import STATE, TRACES
+from panopticon.flow import EDGES, METRICS, STATE, TRACES
 from panopticon.model.histogram import Histogram
 from panopticon.model.times import iso_ms, now_ms
 from panopticon.rollup import documents as docs
@@ -324,6 +324,11 @@ class Kind:
     data_stream: str
     scan_filters: tuple[dict[str, Any], ...]
     roll: Callable[[SearchStore, list[int], int, RunResult], None]
+    # Which windows documents stored in [mark, cut) make dirty, when that is not simply their own windows
+    # (`scan_stored`): (store, mark, cut, size, after) -> (windows, after). The service map's edges depend on
+    # other spans of their trace, so a span stored late dirties the windows of its whole trace.
+    scan: Callable[[SearchStore, int, int, int, dict[str, Any] | None],
+                   tuple[list[Stored], dict[str, Any] | None]] | None = None
 
 
 REQUESTS = Kind("requests", PROGRESS_ID, TRACES, ({"term": {"is_request": True}},), roll_windows)
@@ -344,7 +349,10 @@ def roll_due(store: SearchStore, now: int | None = None, kind: Kind | None = Non
     result = RunResult(mark_ms=progress.mark_ms)
     if cut <= mark:
         return result
-    found, after = scan_stored(store, mark, cut, settings.rollup_max_windows_per_run, progress.after, kind)
+    if kind.scan is not None:
+        found, after = kind.scan(store, mark, cut, settings.rollup_max_windows_per_run, progress.after)
+    else:
+        found, after = scan_stored(store, mark, cut, settings.rollup_max_windows_per_run, progress.after, kind)
     oldest_kept = floor_to(now - settings.traces_retention_days * DAY_MS, width)
     kept = [w for w in found if w.window_ms >= oldest_kept]
     result.skipped_expired = len(found) - len(kept)
@@ -380,11 +388,12 @@ def backfill(store: SearchStore, start_ms: int, end_ms: int, now: int | None = N
 
 
 # --- retention ------------------------------------------------------------------------------------
-def expired_indices(names: Iterable[str], prefix: str, now: int, retention_days: int) -> list[str]:
-    """Monthly metrics indices whose whole month is older than the retention (pure)."""
+def expired_indices(names: Iterable[str], prefix: str, now: int, retention_days: int,
+                    family: str = METRICS) -> list[str]:
+    """Monthly indices of `family` (metrics-apm, edges-apm) whose whole month is older than the retention (pure)."""
     cutoff = now - retention_days * 86_400_000
     out = []
-    stem = f"{prefix}metrics-apm-"
+    stem = f"{prefix}{family}-"
     for name in names:
         suffix = name[len(stem):] if name.startswith(stem) else ""
         try:
@@ -398,11 +407,14 @@ def expired_indices(names: Iterable[str], prefix: str, now: int, retention_days:
 
 
 def drop_expired(store: SearchStore, now: int | None = None) -> list[str]:
-    """Delete monthly metrics indices older than METRICS_RETENTION_DAYS; returns their names."""
+    """Delete monthly rollup indices (request statistics and the service map's edges) older than
+    METRICS_RETENTION_DAYS; returns their names."""
     now = now if now is not None else now_ms()
-    pattern = docs.metrics_pattern(store.settings)
-    expired = expired_indices(store.list_indices(pattern), store.settings.index_prefix, now,
-                              store.settings.metrics_retention_days)
+    expired = []
+    for family in (METRICS, EDGES):
+        pattern = store.settings.data_stream(f"{family}-*")
+        expired += expired_indices(store.list_indices(pattern), store.settings.index_prefix, now,
+                                   store.settings.metrics_retention_days, family)
     for name in expired:
         store.delete_index(name)
         log.info("deleted expired rollup index %s", name)

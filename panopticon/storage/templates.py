@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from panopticon.flow import LOGS, METRICS, STATE, TRACES
+from panopticon.flow import EDGES, LOGS, METRICS, STATE, TRACES
 from panopticon.settings import Settings
 
-__all__ = ["LOGS", "METRICS", "STATE", "TRACES", "index_templates", "retention_days", "retention_policy_names"]
+__all__ = ["EDGES", "LOGS", "METRICS", "STATE", "TRACES", "index_templates", "retention_days", "retention_policy_names"]
 
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
 _DATE = {"type": "date", "format": "strict_date_optional_time||epoch_millis"}
@@ -105,6 +105,28 @@ METRICS_MAPPINGS: dict[str, Any] = {
     },
 }
 
+# The service map: one document per (tier, caller, callee, window), see panopticon/rollup/edges.py.
+EDGES_MAPPINGS: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "@timestamp": _DATE,
+        "key": _KEYWORD,  # the document id, repeated: a unique sort key for paging
+        "tier": _KEYWORD,
+        "caller": _KEYWORD,
+        "caller_environment": _KEYWORD,
+        "callee": _KEYWORD,
+        "callee_environment": _KEYWORD,
+        "callee_kind": _KEYWORD,  # service, database, queue or external
+        "calls": {"type": "long"},
+        "errors": {"type": "long"},
+        "duration_sum": {"type": "double"},
+        "duration_min": {"type": "double"},
+        "duration_max": {"type": "double"},
+        "histogram": _OPAQUE,
+        "updated_at": _DATE,
+    },
+}
+
 STATE_MAPPINGS: dict[str, Any] = {
     "dynamic": False,
     "properties": {"updated_at": _DATE},
@@ -134,6 +156,7 @@ def index_templates(settings: Settings, engine: str) -> dict[str, dict[str, Any]
         name(LOGS): template(f"{name(LOGS)}*", LOGS_MAPPINGS, data_stream=True, policy=policies.get(LOGS)),
         name(TRACES): template(f"{name(TRACES)}*", TRACES_MAPPINGS, data_stream=True, policy=policies.get(TRACES)),
         name(METRICS): template(f"{name(METRICS)}-*", METRICS_MAPPINGS, data_stream=False, policy=None),
+        name(EDGES): template(f"{name(EDGES)}-*", EDGES_MAPPINGS, data_stream=False, policy=None),
     }
 
 

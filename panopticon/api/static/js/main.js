@@ -9,10 +9,10 @@ import * as service from "./pages/service.js";
 import * as trace from "./pages/trace.js";
 import * as logs from "./pages/logs.js";
 import * as live from "./pages/live.js";
+import * as map from "./pages/map.js";
 
-// Page name in the URL -> module with `render(ctx)`. The service map (`map`) joins this table, and the nav in
-// index.html, once the /query/dependencies API exists.
-const PAGES = { services, service, trace, logs, live };
+// Page name in the URL -> module with `render(ctx)` (and a link in index.html's nav).
+const PAGES = { services, service, trace, logs, live, map };
 const PRESETS = ["15m", "1h", "6h", "24h", "7d"];
 const REFRESH_MS = { "10s": 10000, "30s": 30000, "1m": 60000, "5m": 300000 };
 
