@@ -17,6 +17,9 @@ LOGS = "logs-apm"
 TRACES = "traces-apm"
 METRICS = "metrics-apm"  # monthly plain indices, metrics-apm-YYYY.MM: rollups are overwritten
 STATE = "panopticon-state"  # progress markers (the rollup watermark)
+ERRORS = "errors-apm"  # monthly plain indices, errors-apm-YYYY.MM: error-group counts per window (rollups)
+ERROR_GROUPS = "error-groups"  # one document per error group ever seen: who opened it (the `new_group` flag)
+ALERTS = "alerts-apm"  # alert states, their changes (history) and the notifications of each change
 
 # --- Celery task names --------------------------------------------------------------------------------
 BULK_INDEX = "bulk_index"
