@@ -7,7 +7,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from panopticon.api import dashboard, health, metrics, openapi, prometheus, schemas, search, traces
+from panopticon.api import dashboard, groups, health, metrics, openapi, prometheus, schemas, search, traces
 from panopticon.api.errors import register_error_handlers
 from panopticon.api.security import init_security
 from panopticon.cli import register_commands
@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None, query: QueryService | None = No
     init_security(app, settings)
     register_error_handlers(app)
     _document_health()
-    for module in (health, traces, search, metrics, openapi, dashboard):
+    for module in (health, traces, search, metrics, groups, openapi, dashboard):
         app.register_blueprint(module.blueprint)
     register_commands(app)
     return app

@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from panopticon.model import ID_PATTERN, ID_RULE, KINDS, LEVELS, STATUSES
+from panopticon.query.errors import SORTS as ERROR_SORTS
 from panopticon.query.metrics import SERVICE_SORTS
 from panopticon.query.requests import Paging, Times
 from panopticon.query.search import LOG_SORTS, SPAN_SORTS
@@ -160,6 +161,24 @@ class EndpointTracesArgs(TimeArgs):
     environment = _text("Environment (exact).")
     limit = fields.Integer(load_default=10, validate=validate.Range(min=1, error="must be at least 1"),
                            metadata={"description": "Traces per list (at most QUERY_MAX_PAGE_SIZE)."})
+
+
+class ErrorGroupsArgs(TimeArgs):
+    service = _text("Service name (exact).")
+    environment = _text("Environment (exact).")
+    sort = fields.String(load_default="count", validate=validate.OneOf(ERROR_SORTS), metadata={
+        "description": "count (in the range), last_seen (in the range) or first_seen (ever)."})
+    order = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, error="must be at least 1"),
+                           metadata={"description": "Groups per page (at most QUERY_MAX_PAGE_SIZE)."})
+    cursor = fields.String(validate=validate.Length(1, 4096),
+                           metadata={"description": "`next_cursor` of the previous page (same sort and order)."})
+
+
+class ErrorGroupArgs(TimeArgs):
+    environment = _text("Environment (exact).")
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, error="must be at least 1"),
+                           metadata={"description": "Recent occurrences listed (at most QUERY_MAX_PAGE_SIZE)."})
 
 
 # --- responses ----------------------------------------------------------------------------------------
@@ -364,3 +383,73 @@ class HealthSchema(Schema):
 class ReadySchema(Schema):
     status = _req(fields.String())
     checks = _req(fields.Dict(keys=fields.String(), values=fields.Boolean()))
+
+
+class NamedCountSchema(Schema):
+    name = _req(fields.String())
+    count = _req(fields.Integer())
+
+
+class TrendBucketSchema(Schema):
+    time = _req(fields.String(metadata={"description": "Start of the bucket."}))
+    time_ms = _req(fields.Integer())
+    count = _req(fields.Integer())
+
+
+class ErrorSourcesSchema(Schema):
+    raw = _req(fields.List(fields.Nested(RangeSchema), metadata={
+        "description": "Parts read from raw logs: the newest part, partial windows at the edges, and windows with "
+                       "error logs the rollups do not include yet."}))
+    rollup = _nullable(fields.Nested, nested=RollupSourceSchema, metadata={
+        "description": "Part read from the error rollups (errors-apm)."})
+    late_logs = _req(fields.Integer(metadata={
+        "description": "Error logs of the rollup part stored after the error rollups' mark, counted from raw logs."}))
+    complete = _req(fields.Boolean(metadata={
+        "description": "False while the range ends after `settled_until`: batches still in flight may add to it."}))
+    settled_until = _req(fields.String())
+
+
+class ErrorGroupRowSchema(Schema):
+    fingerprint = _req(fields.String(metadata={"description": "The group: 16 hex characters (see the README)."}))
+    message = _nullable(fields.String, metadata={"description": "The newest message of the group in the range."})
+    error_type = _nullable(fields.String, metadata={"description": "Exception type, when the logs name one."})
+    level = _nullable(fields.String)
+    service_name = _nullable(fields.String)
+    count = _req(fields.Integer(metadata={"description": "Occurrences in the range (exact)."}))
+    first_seen = _nullable(fields.String, metadata={"description": "First occurrence ever (not only in the range)."})
+    last_seen = _nullable(fields.String, metadata={"description": "Last occurrence in the range."})
+    new = _req(fields.Boolean(metadata={"description": "The first occurrence ever is inside the range."}))
+    services = _req(fields.List(fields.Nested(NamedCountSchema)))
+    environments = _req(fields.List(fields.Nested(NamedCountSchema)))
+    endpoints = _req(fields.List(fields.Nested(NamedCountSchema), metadata={
+        "description": "Endpoints the errors happened on, when the logs say (up to 10)."}))
+    trend = _req(fields.List(fields.Nested(TrendBucketSchema), metadata={"description": "Counts per bucket."}))
+    sample_trace_ids = _req(fields.List(fields.String(), metadata={
+        "description": "Trace ids of the newest occurrences."}))
+
+
+class ErrorGroupsSchema(Schema):
+    from_ = _req(fields.String(data_key="from"))
+    to = _req(fields.String())
+    interval = _req(fields.String(metadata={"description": "Bucket size of the trends."}))
+    interval_ms = _req(fields.Integer())
+    total = _req(fields.Integer(metadata={"description": "Groups in the range."}))
+    items = _req(fields.List(fields.Nested(ErrorGroupRowSchema)))
+    next_cursor = _nullable(fields.String, metadata={"description": "Pass as `cursor` for the next page."})
+    sources = _req(fields.Nested(ErrorSourcesSchema))
+
+
+class OccurrenceSchema(LogSchema):
+    fingerprint = _nullable(fields.String)
+    error_type = _nullable(fields.String)
+    endpoint = _nullable(fields.String)
+    new_group = _req(fields.Boolean(metadata={"description": "This log opened its group."}))
+
+
+class ErrorGroupSchema(ErrorGroupRowSchema):
+    from_ = _req(fields.String(data_key="from"))
+    to = _req(fields.String())
+    interval = _req(fields.String())
+    interval_ms = _req(fields.Integer())
+    occurrences = _req(fields.List(fields.Nested(OccurrenceSchema), metadata={"description": "Newest first."}))
+    sources = _req(fields.Nested(ErrorSourcesSchema))

@@ -108,3 +108,26 @@ class EndpointTracesRequest:
     times: Times
     environment: str | None = None
     limit: int = 10
+
+
+@dataclass(frozen=True)
+class ErrorGroupsRequest:
+    """Error groups of a range, sorted by count, last_seen or first_seen."""
+
+    times: Times
+    service: str | None = None
+    environment: str | None = None
+    sort: str = "count"
+    order: str = "desc"
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorGroupRequest:
+    """One error group and its recent occurrences."""
+
+    fingerprint: str
+    times: Times
+    environment: str | None = None
+    limit: int = 20

@@ -18,12 +18,14 @@ import redis
 
 from panopticon.exceptions import InvalidParameter, StorageError
 from panopticon.model.times import iso_ms, now_ms
-from panopticon.query import metrics
+from panopticon.query import errors, metrics
 from panopticon.query.cache import AnswerCache
 from panopticon.query.deadline import Deadline
 from panopticon.query.raw import GroupBy
 from panopticon.query.requests import (
     EndpointTracesRequest,
+    ErrorGroupRequest,
+    ErrorGroupsRequest,
     LogSearch,
     RankingRequest,
     SeriesRequest,
@@ -173,6 +175,31 @@ class QueryService:
         window, limit = self._window(q.times, STATS_DEFAULT_MS), self._limit(q.limit)
         scope = metrics.Scope(q.service, q.environment, q.endpoint)
         return metrics.endpoint_traces(self.store, scope, window, limit=limit, deadline=self.deadline())
+
+    # --- error groups ---------------------------------------------------------------------------------
+    def error_groups(self, q: ErrorGroupsRequest) -> Answer:
+        """Every error group of the range, with counts exact for it (rollups + raw, late logs included)."""
+        now = self.clock()
+        window = self._rounded(self._window(q.times, STATS_DEFAULT_MS, now), RANKING_STEP_MS)
+        limit = self._limit(q.limit)
+        if q.cursor:
+            errors.decode_cursor(q.cursor, q.sort, q.order)  # checked before any engine call
+        deadline = self.deadline()
+        scope = errors.ErrorScope(q.service, q.environment)
+        question = {"service": q.service, "env": q.environment, "sort": q.sort, "order": q.order, "limit": limit,
+                    "cursor": q.cursor, "from": window.start_ms, "to": window.end_ms}
+        return self._cached("errors", question, lambda: errors.groups_answer(
+            self.store, scope, window, sort=q.sort, order=q.order, limit=limit, cursor=q.cursor, deadline=deadline,
+            now_ms=now))
+
+    def error_group(self, q: ErrorGroupRequest) -> dict[str, Any] | None:
+        """One group over the range and its most recent occurrences; None when it has none in the range."""
+        now = self.clock()
+        fingerprint = errors.check_fingerprint(q.fingerprint, "fingerprint")
+        window = self._rounded(self._window(q.times, STATS_DEFAULT_MS, now), RANKING_STEP_MS)
+        limit = self._limit(q.limit)
+        return errors.group_answer(self.store, fingerprint, window, environment=q.environment, limit=limit,
+                                   deadline=self.deadline(), now_ms=now)
 
     # --- operations -----------------------------------------------------------------------------------
     def readiness(self) -> dict[str, bool]:

@@ -94,13 +94,14 @@ def metrics_index(settings: Settings, window_ms: int) -> str:
     return settings.data_stream(f"{METRICS}-{time.strftime('%Y.%m', time.gmtime(window_ms / 1000))}")
 
 
-def metrics_indices(settings: Settings, start_ms: int, end_ms: int) -> str:
-    """Comma-separated monthly indices covering [start_ms, end_ms): reads touch only the months they need."""
+def metrics_indices(settings: Settings, start_ms: int, end_ms: int, family: str = METRICS) -> str:
+    """Comma-separated monthly indices of `family` (metrics-apm, errors-apm) covering [start_ms, end_ms): reads
+    touch only the months they need."""
     names: list[str] = []
     year, month = time.gmtime(start_ms / 1000)[:2]
     last = time.gmtime(max(start_ms, end_ms - 1) / 1000)[:2]
     while (year, month) <= last:
-        names.append(settings.data_stream(f"{METRICS}-{year:04d}.{month:02d}"))
+        names.append(settings.data_stream(f"{family}-{year:04d}.{month:02d}"))
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return ",".join(names)
 

@@ -6,6 +6,7 @@ make a window dirty, how it rolls windows) and it is listed here; `rollup_due` r
 
 from __future__ import annotations
 
+from panopticon.rollup.errors import ERRORS_KIND
 from panopticon.rollup.job import REQUESTS, Kind
 
-KINDS: tuple[Kind, ...] = (REQUESTS,)
+KINDS: tuple[Kind, ...] = (REQUESTS, ERRORS_KIND)
