@@ -455,6 +455,10 @@ class Settings:
         "Recent error-log ids one `ws` process remembers to drop repeats and place cursors; the relay keeps as "
         "many in Redis, in publish order, for `ws` processes that start later.",
         group="Error stream")
+    ws_collapse_interval_seconds: float = var(
+        "WS_COLLAPSE_INTERVAL_SECONDS", _float(0.5, 3600), "10",
+        "A collapse=1 client gets at most one error-group summary per group this often (the count since the last).",
+        group="Error stream")
     relay_metrics_port: int = var(
         "RELAY_METRICS_PORT", _int(0, 65535), "9465", "Port of the relay's Prometheus /metrics; 0 turns it off.",
         group="Error stream")

@@ -148,6 +148,14 @@ WS_GAP_FILLS = Counter(
     "panopticon_ws_gap_fills_total",
     "since= reads by outcome: read (from logs-apm), shared (joined another client's read), failed.",
     ["outcome"], registry=REGISTRY)
+WS_SUMMARIES = Counter(
+    "panopticon_ws_error_group_summaries_total",
+    "error-group summaries sent to collapse=1 clients (each stands for the logs of a group since the last one).",
+    registry=REGISTRY)
+WS_COLLAPSED = Counter(
+    "panopticon_ws_collapsed_messages_total",
+    "Error logs a collapse=1 client was not sent one by one but counted into its group's next summary.",
+    registry=REGISTRY)
 WS_GAP_FILL_WAITING = Gauge(
     "panopticon_ws_gap_fills_waiting", "Clients waiting for a gap-fill slot (WS_GAP_FILL_CONCURRENCY).",
     registry=REGISTRY)

@@ -23,6 +23,9 @@ STATUSES: tuple[str, ...] = ("OK", "ERROR", "UNSET")
 ID_PATTERN = r"[!-9;-~]{1,128}"
 ID_RULE = "must be 1-128 printable ASCII characters, no spaces or ':'"
 ID_RE = re.compile(ID_PATTERN + r"\Z")
+# An error group's fingerprint (panopticon/processing/fingerprint.py): 16 lowercase hex characters.
+FINGERPRINT_RE = re.compile(r"[0-9a-f]{16}\Z")
+FINGERPRINT_RULE = "must be a fingerprint: 16 lowercase hex characters"
 
 
 def is_request(kind: str | None, parent_span_id: str | None) -> bool:

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ErrorIdentity", "fingerprint", "identify", "mask_message", "top_frame"]
+from panopticon.model import FINGERPRINT_RE
+
+__all__ = ["FINGERPRINT_RE", "ErrorIdentity", "fingerprint", "identify", "mask_message", "top_frame"]
 
 VERSION = "v1"  # part of the hash: a change of the rule gives new fingerprints instead of mixing old and new
 MAX_MESSAGE_CHARS = 2000
 MAX_STACK_CHARS = 32768
 MAX_TYPE_CHARS = 256
-FINGERPRINT_RE = re.compile(r"[0-9a-f]{16}\Z")
 
 TYPE_KEYS = ("exception.type", "error.type", "exception.class", "error.kind", "exception_type", "error_type")
 LOGGER_KEYS = ("logger", "logger.name", "log.logger", "logger_name", "code.namespace")

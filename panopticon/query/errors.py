@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 
 from panopticon.exceptions import InvalidParameter
+from panopticon.model import FINGERPRINT_RE, FINGERPRINT_RULE
 from panopticon.model.times import iso_ms, iso_to_ms
-from panopticon.processing.fingerprint import FINGERPRINT_RE
 from panopticon.query import filters as f
 from panopticon.query.deadline import Deadline
 from panopticon.query.engine import hits, run_search
@@ -62,7 +62,7 @@ def trend_interval(window: TimeRange, window_ms: int) -> int:
 
 def check_fingerprint(value: str, parameter: str) -> str:
     if not FINGERPRINT_RE.match(value):
-        raise InvalidParameter(parameter, "must be a fingerprint: 16 lowercase hex characters")
+        raise InvalidParameter(parameter, FINGERPRINT_RULE)
     return value
 
 

@@ -441,7 +441,7 @@ def test_without_redis_the_cache_is_off(namespace: Settings, store: SearchStore,
 # --- contract and safety ------------------------------------------------------------------------------------
 
 PATH_SAMPLES = {"traceId": "abc", "serviceName": "gateway", "endpointName": "/api/products",
-                "name": "swagger-ui.css", "asset": "js/main.js"}
+                "name": "swagger-ui.css", "asset": "js/main.js", "fingerprint": "0123456789abcdef"}
 # The dashboard's page shell and static files hold no data: they load without a token, so the page can ask for one.
 NO_TOKEN = ("health.healthz", "health.readyz", "dashboard.index", "dashboard.asset")
 
