@@ -36,7 +36,7 @@ import orjson
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates
 
 from panopticon.model import ERROR_LEVELS, FINGERPRINT_RE, FINGERPRINT_RULE, LEVELS
-from panopticon.model.times import MAX_FUTURE_MS, MIN_TIME_MS, iso_ms, iso_to_ms
+from panopticon.model.times import MAX_FUTURE_MS, MIN_TIME_MS, iso_to_ms
 
 _CURSOR = re.compile(r"^(\d{10,16})\.([A-Za-z0-9_-]{1,700})$")
 _OLD_CURSOR = re.compile(r"^(\d{10,16})(?:-(\d{1,9}):(\d{1,19}))?$")
