@@ -28,8 +28,11 @@ ROLLUP_DUE = "rollup_due"
 ROLLUP_WINDOW = "rollup_window"
 ROLLUP_RETENTION = "rollup_retention"
 ROLLUP_TASKS = (ROLLUP_DUE, ROLLUP_WINDOW, ROLLUP_RETENTION)  # routed to CELERY_ROLLUP_QUEUE
+ALERTS_DUE = "alerts_due"  # beat, every ALERT_INTERVAL_SECONDS: evaluate every rule
+ALERT_DELIVER = "alert_deliver"  # one notification of one change to one target, retried on its own
+ALERT_TASKS = (ALERTS_DUE, ALERT_DELIVER)  # routed to CELERY_ALERTS_QUEUE
 # The modules that define them; a worker that cannot import one of them must not start.
-TASK_MODULES = ("panopticon.processing.tasks", "panopticon.rollup.tasks")
+TASK_MODULES = ("panopticon.processing.tasks", "panopticon.rollup.tasks", "panopticon.alerting.tasks")
 
 
 @dataclass(frozen=True)

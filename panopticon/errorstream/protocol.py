@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates
 
-from panopticon.model import ERROR_LEVELS, FINGERPRINT_RE, FINGERPRINT_RULE, LEVELS
+from panopticon.model import ALERT_STATES, ERROR_LEVELS, FINGERPRINT_RE, FINGERPRINT_RULE, LEVELS
 from panopticon.model.times import MAX_FUTURE_MS, MIN_TIME_MS, iso_to_ms
 
 _CURSOR = re.compile(r"^(\d{10,16})\.([A-Za-z0-9_-]{1,700})$")
@@ -220,9 +220,6 @@ def envelope(doc_id: str, cursor: str, log: dict[str, Any]) -> bytes:
 def notice(event: str, **values: Any) -> bytes:
     """A control message: `dropped` (with count), `caught-up`, `ping`, `error-group` (a collapse summary)."""
     return orjson.dumps({"event": event, **values})
-
-
-ALERT_STATES = ("inactive", "pending", "firing", "resolved")
 
 
 def alert_envelope(change_id: str, alert: dict[str, Any]) -> bytes:

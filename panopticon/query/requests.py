@@ -131,3 +131,14 @@ class ErrorGroupRequest:
     times: Times
     environment: str | None = None
     limit: int = 20
+
+
+@dataclass(frozen=True)
+class AlertHistoryRequest:
+    """State changes of the alert rules, newest first."""
+
+    times: Times
+    rule: str | None = None
+    state: str | None = None
+    limit: int = 50
+    cursor: str | None = None

@@ -16,13 +16,15 @@ from typing import Any
 
 import redis
 
+from panopticon.alert_rules import RuleSet
 from panopticon.exceptions import InvalidParameter, StorageError
 from panopticon.model.times import iso_ms, now_ms
-from panopticon.query import errors, metrics
+from panopticon.query import alerts, errors, metrics
 from panopticon.query.cache import AnswerCache
 from panopticon.query.deadline import Deadline
 from panopticon.query.raw import GroupBy
 from panopticon.query.requests import (
+    AlertHistoryRequest,
     EndpointTracesRequest,
     ErrorGroupRequest,
     ErrorGroupsRequest,
@@ -54,6 +56,7 @@ from panopticon.storage import SearchStore, open_store
 RANKING_STEP_MS = UNITS_MS["m"]
 SEARCH_DEFAULT_MS = 15 * UNITS_MS["m"]
 STATS_DEFAULT_MS = UNITS_MS["h"]
+HISTORY_DEFAULT_MS = UNITS_MS["d"]
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,10 @@ class Answer:
 
 class QueryService:
     def __init__(self, settings: Settings, *, store: SearchStore | None = None,
-                 redis_client: redis.Redis | None = None, clock: Callable[[], int] = now_ms) -> None:
+                 redis_client: redis.Redis | None = None, clock: Callable[[], int] = now_ms,
+                 rules: RuleSet | None = None) -> None:
         self.settings = settings
+        self.rules = rules or RuleSet()
         self.clock = clock
         self._store = store
         self._redis = redis_client
@@ -200,6 +205,19 @@ class QueryService:
         limit = self._limit(q.limit)
         return errors.group_answer(self.store, fingerprint, window, environment=q.environment, limit=limit,
                                    deadline=self.deadline(), now_ms=now)
+
+    # --- alerts -----------------------------------------------------------------------------------------
+    def alerts(self) -> dict[str, Any]:
+        """Every rule of ALERT_RULES_FILE with its current state."""
+        return alerts.alerts_answer(self.store, self.rules, self.deadline())
+
+    def alert_history(self, q: AlertHistoryRequest) -> dict[str, Any]:
+        """State changes in the range (default: the last 24 hours), newest first."""
+        window = self._window(q.times, HISTORY_DEFAULT_MS)
+        limit = self._limit(q.limit)
+        after = alerts.history_cursor(q.cursor)
+        return alerts.history_answer(self.store, window, rule=q.rule, state=q.state, limit=limit, after=after,
+                                     deadline=self.deadline())
 
     # --- operations -----------------------------------------------------------------------------------
     def readiness(self) -> dict[str, bool]:
