@@ -33,7 +33,16 @@ from panopticon.alerting.state import RuleState, step
 from panopticon.errorstream.protocol import alert_envelope
 from panopticon.exceptions import PanopticonError
 from panopticon.model.times import iso_ms, iso_to_ms, now_ms
-from panopticon.query.alerts import Reading, change_id, delivery_id, evaluate, read_states, sample_traces, state_id
+from panopticon.query.alerts import (
+    EVALUATION_ID,
+    Reading,
+    change_id,
+    delivery_id,
+    evaluate,
+    read_states,
+    sample_traces,
+    state_id,
+)
 from panopticon.query.deadline import Deadline
 from panopticon.rollup.job import check_stored
 from panopticon.settings import Settings
@@ -41,7 +50,6 @@ from panopticon.storage import ALERTS, STATE, SearchStore, open_store
 
 log = logging.getLogger(__name__)
 
-EVALUATION_ID = "alert-evaluation"
 SOFT_LIMIT_SECONDS = 110
 HARD_LIMIT_SECONDS = 120  # no run writes after this: the worker kills it
 FINAL = ("delivered", "refused", "given_up")

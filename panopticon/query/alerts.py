@@ -32,11 +32,12 @@ from panopticon.query.search import Sort, decode_cursor, encode_cursor
 from panopticon.query.timeparse import TimeRange
 from panopticon.rollup.aggregate import Aggregate
 from panopticon.rollup.errors import GroupStats
-from panopticon.storage import ALERTS, TRACES, SearchStore
+from panopticon.storage import ALERTS, STATE, TRACES, SearchStore
 
 log = logging.getLogger(__name__)
 
 MAX_LISTED = 10  # fingerprints named in an error rule's detail
+EVALUATION_ID = "alert-evaluation"  # in panopticon-state: the last evaluation's claim and figures
 SAMPLE_TRACES = 3
 
 
@@ -238,3 +239,23 @@ def history_cursor(cursor: str | None) -> list[Any] | None:
         return None
     values = decode_cursor(cursor, HISTORY_SORT, ["@timestamp", "rule", "kafka.offset"])  # int, text, int
     return values
+
+
+DELIVERY_STATUSES = ("pending", "retrying", "delivered", "refused", "given_up")
+
+
+def figures(store: SearchStore, rules: RuleSet, deadline: Deadline) -> dict[str, Any]:
+    """What /metrics shows: rules by state, the last evaluation, notifications by status."""
+    states = read_states(store, deadline)
+    by_state = {name: 0 for name in ("inactive", "pending", "firing", "resolved")}
+    for rule in rules.rules:
+        by_state[(states.get(rule.name) or {}).get("state", "inactive")] += 1
+    answer = run_search(store, store.name(ALERTS), {
+        "size": 0, "track_total_hits": False, "query": f.term("kind", "delivery"),
+        "aggs": {"status": {"terms": {"field": "status", "size": 10}}}}, deadline)
+    deliveries = {name: 0 for name in DELIVERY_STATUSES}
+    for bucket in answer.get("aggregations", {}).get("status", {}).get("buckets", []):
+        deliveries[bucket["key"]] = int(bucket["doc_count"])
+    record = store.get(store.name(STATE), EVALUATION_ID) or {}
+    return {"states": by_state, "deliveries": deliveries, "last_at_ms": record.get("at_ms"),
+            "last_run": record.get("last_run") or {}}

@@ -48,7 +48,8 @@ from panopticon.query.search import (
 )
 from panopticon.query.timeparse import UNITS_MS, TimeRange, parse_duration, resolve_range, round_out
 from panopticon.query.traces import get_trace
-from panopticon.rollup.job import Progress, get_progress
+from panopticon.rollup.errors import PROGRESS_ID as ERROR_PROGRESS_ID
+from panopticon.rollup.job import Progress, get_mark, get_progress
 from panopticon.settings import Settings
 from panopticon.storage import SearchStore, open_store
 
@@ -210,6 +211,14 @@ class QueryService:
     def alerts(self) -> dict[str, Any]:
         """Every rule of ALERT_RULES_FILE with its current state."""
         return alerts.alerts_answer(self.store, self.rules, self.deadline())
+
+    def alert_figures(self) -> dict[str, Any]:
+        """Rules by state, the last evaluation and notifications by status (for /metrics)."""
+        return alerts.figures(self.store, self.rules, self.deadline())
+
+    def error_rollup_mark(self) -> int | None:
+        """Every error log stored before this is in the error rollups."""
+        return get_mark(self.store, ERROR_PROGRESS_ID)
 
     def alert_history(self, q: AlertHistoryRequest) -> dict[str, Any]:
         """State changes in the range (default: the last 24 hours), newest first."""
