@@ -24,7 +24,7 @@ from bench import report
 from bench.env import ROOT, check_stack, machine, settings_record, stack_settings, versions
 
 RESULTS = ROOT / "bench" / "results"
-SECTIONS = ("ingest", "query", "errors", "otlp", "dashboard")
+SECTIONS = ("ingest", "query", "errors", "otlp", "dashboard", "alerts")
 BEFORE_REF = "9a0a219"  # the last commit with the blocking lag() in the bridge
 
 log = logging.getLogger("bench")
@@ -68,8 +68,14 @@ def _dashboard(stack, out: dict, args: argparse.Namespace) -> None:
     dashboard.run(stack, out, quick=args.quick, logs_dir=args.logs)
 
 
+def _alerts(stack, out: dict, args: argparse.Namespace) -> None:
+    from bench import alerts
+
+    alerts.run(stack, out, quick=args.quick, logs_dir=args.logs)
+
+
 RUNNERS: dict[str, Callable[..., None]] = {"ingest": _ingest, "query": _query, "errors": _errors, "otlp": _otlp,
-                                           "dashboard": _dashboard}
+                                           "dashboard": _dashboard, "alerts": _alerts}
 
 
 def _guard(work: Callable[[], dict]) -> dict:
@@ -83,7 +89,7 @@ def _guard(work: Callable[[], dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help="comma separated: ingest,query,errors,otlp,dashboard")
+                        help="comma separated: ingest,query,errors,otlp,dashboard,alerts")
     parser.add_argument("--quick", action="store_true", help="fewer sweep points and events")
     parser.add_argument("--events", type=int, default=0, help="events per ingest run (default 150000)")
     parser.add_argument("--before-ref", default=BEFORE_REF, help="git ref of the bridge for the before/after")

@@ -19,6 +19,7 @@ FIGURES = (
     "otlp.v1_traces_p99_ms",
     "dashboard.services_first_paint_ms_cold", "dashboard.services_first_paint_ms_cached",
     "dashboard.chart_7d_longest_task_ms",
+    "alerts.cpu_s_per_evaluation", "alerts.engine_cpu_s_per_evaluation", "alerts.wall_s_per_evaluation",
 )
 
 
@@ -77,7 +78,7 @@ def summary(r: dict[str, Any]) -> str:
         lines.append(f"| `{path}` | {_fmt(r['figures'].get(path))} |")
     lines += ["", *_ingest_lines(r.get("ingest", {})), "", *_query_lines(r.get("query", {})), "",
               *_error_lines(r.get("errors", {})), "", *_otlp_lines(r.get("otlp", {})), "",
-              *_dashboard_lines(r.get("dashboard", {}))]
+              *_dashboard_lines(r.get("dashboard", {})), "", *_alert_lines(r.get("alerts", {}))]
     if r.get("charts"):
         lines += ["", "Charts: " + ", ".join(f"[{Path(c).name}]({Path(c).name})" for c in r["charts"])]
     return "\n".join(lines) + "\n"
@@ -152,6 +153,25 @@ def _error_lines(e: dict[str, Any]) -> list[str]:
         lines.append(f"- {step['sockets']} sockets: p99 {_fmt(step.get('p99_ms'), ' ms')}, "
                      f"received {step.get('received')}/{step.get('expected')}")
     lines.append(f"- sockets one `ws` process holds with p99 under 1 s: {_fmt(e.get('sockets_p99_under_1s'))}")
+    return lines
+
+
+def _alert_lines(a: dict[str, Any]) -> list[str]:
+    if why := _not_run(a):
+        return ["## Alert rules", "", f"not run: {why}"]
+    data = a.get("dataset", {})
+    lines = [f"## Alert rules ({a.get('rules')} rules for {a.get('services')} services, one evaluation)", "",
+             f"Data: {_fmt(data.get('spans'))} requests and {_fmt(data.get('error_logs'))} error logs of the last "
+             "15 minutes.", "", "| evaluation | wall s | CPU s (evaluator) | CPU s (engine) | changes |",
+             "| --- | --- | --- | --- | --- |"]
+    for run in a.get("evaluations", []):
+        lines.append(f"| {run['n']} | {_fmt(run['wall_s'])} | {_fmt(run['cpu_s'])} | {_fmt(run['engine_cpu_s'])} | "
+                     f"{run['changes']} |")
+    lines += ["", f"Worst steady evaluation: {_fmt(a.get('cpu_s_per_evaluation'))} s CPU in the evaluator + "
+                  f"{_fmt(a.get('engine_cpu_s_per_evaluation'))} s in the engine, "
+                  f"{_fmt(a.get('wall_s_per_evaluation'))} s wall; goal: under {_fmt(a.get('goal_cpu_s'))} s of one "
+                  "core per minute "
+                  f"({'met' if a.get('under_goal') else 'NOT met'}).", "", a.get("note", "")]
     return lines
 
 
