@@ -11,7 +11,7 @@ export ELASTICSEARCH_NODE ?= http://127.0.0.1:9200
 export KAFKA_BROKERS ?= 127.0.0.1:9092
 export REDIS_HOST ?= 127.0.0.1
 
-.PHONY: docs run test test-unit test-integration test-browser test-faults bench bench-quick bench-table bench-dashboard bench-dependencies browser zipkin-ui stack-up stack-down stack-status lint env-example venv clean
+.PHONY: docs run test test-unit test-integration test-browser test-faults bench bench-quick bench-table bench-dashboard bench-dependencies bench-alerts browser zipkin-ui stack-up stack-down stack-status lint env-example venv clean
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "need Python 3.11 or newer (set PY=...)"; exit 1; }
@@ -113,6 +113,9 @@ bench-dashboard: venv stack-up browser
 # Only the service map's timing (/query/dependencies over 7 days, 50 services), written to bench/results/dependencies/.
 bench-dependencies: venv stack-up
 	$(BIN)/python -m bench --sections dependencies --out bench/results/dependencies
+# Only the alert rules' evaluation (200 rules for 50 services), written to bench/results/alerts/.
+bench-alerts: venv stack-up
+	$(BIN)/python -m bench --sections alerts --out bench/results/alerts
 
 # ruff (style), mypy --strict (types of panopticon/) and import-linter (the direction of imports; contracts in
 # pyproject.toml). Part of `make test`.

@@ -2,12 +2,28 @@
 WebSocket, `gunicorn -c python:panopticon.otlp.gunicorn wsgi:otlp_app` the OTLP receiver; `flask <command>`
 finds the CLI here."""
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 from panopticon.access import exposure_warning
 from panopticon.settings import load_or_exit
 
-settings = load_or_exit()
+# gunicorn boots a worker again and again when it exits with any other code; with 3 (its WORKER_BOOT_ERROR) the
+# whole server stops, so a configuration error is one line and an exit, not a loop.
+BOOT_ERROR = 3
+
+
+@contextlib.contextmanager
+def _stop_on_config_error() -> Iterator[None]:
+    try:
+        yield
+    except SystemExit as exc:
+        raise SystemExit(BOOT_ERROR if exc.code == 2 else exc.code) from None
+
+
+with _stop_on_config_error():
+    settings = load_or_exit()
 
 
 def _warn_if_exposed(process: str, variable: str, host: str) -> None:
@@ -27,7 +43,8 @@ def __getattr__(name: str):
 
         setup_logging(settings, "web")
         _warn_if_exposed("web", "API_BIND_HOST", settings.api_bind_host)
-        globals()["app"] = built = create_app(settings)
+        with _stop_on_config_error():  # a bad ALERT_RULES_FILE
+            globals()["app"] = built = create_app(settings)
         return built
     if name == "ws_app":
         from panopticon.api.ws import create_ws_app

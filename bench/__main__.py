@@ -27,7 +27,7 @@ from bench.env import ROOT, check_stack, machine, settings_record, stack_setting
 
 RESULTS = ROOT / "bench" / "results"
 # In this order: `errors` loads the pipeline at half the capacity `ingest` measured.
-SECTIONS = ("ingest", "errors", "memory", "compare", "query", "otlp", "dashboard", "dependencies")
+SECTIONS = ("ingest", "errors", "memory", "compare", "query", "otlp", "dashboard", "dependencies", "alerts")
 
 log = logging.getLogger("bench")
 
@@ -98,9 +98,16 @@ def _dependencies(stack, out: dict, args: argparse.Namespace, results: dict) -> 
     dependencies.run(stack, out, quick=args.quick, logs_dir=args.logs)
 
 
+def _alerts(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
+    from bench import alerts
+
+    alerts.run(stack, out, quick=args.quick, logs_dir=args.logs)
+
+
 RUNNERS: dict[str, Callable[..., None]] = {"ingest": _ingest, "errors": _errors, "memory": _memory,
                                            "compare": _compare, "query": _query, "otlp": _otlp,
-                                           "dashboard": _dashboard, "dependencies": _dependencies}
+                                           "dashboard": _dashboard, "dependencies": _dependencies,
+                                           "alerts": _alerts}
 
 
 def _guard(work: Callable[[], dict]) -> dict:

@@ -30,6 +30,7 @@ FIGURES = (
     "dashboard.services_first_paint_ms_cold", "dashboard.services_first_paint_ms_cached",
     "dashboard.chart_7d_longest_task_ms",
     "dependencies.p50_ms_7d_cold", "dependencies.p50_ms_7d_cached",
+    "alerts.cpu_s_per_evaluation", "alerts.engine_cpu_s_per_evaluation", "alerts.wall_s_per_evaluation",
 )
 # Goals of issue 19.
 RATIO_GOAL = 0.8
@@ -113,7 +114,8 @@ def summary(r: dict[str, Any]) -> str:
                              ("Memory", lambda _s: _memory_lines(r), "memory"),
                              ("Before / after", _compare_lines, "compare"), ("Queries", _query_lines, "query"),
                              ("OTLP", _otlp_lines, "otlp"), ("Dashboard", _dashboard_lines, "dashboard"),
-                             ("Service map", _dependency_lines, "dependencies")):
+                             ("Service map", _dependency_lines, "dependencies"),
+                             ("Alert rules", _alert_lines, "alerts")):
         lines += ["", *_safe(make, title, r.get(key, {}))]
     if r.get("charts"):
         lines += ["", "Charts: " + ", ".join(f"[{Path(c).name}]({Path(c).name})" for c in r["charts"])]
@@ -423,6 +425,25 @@ def _dependency_lines(d: dict[str, Any]) -> list[str]:
             f"Read from rollups only (tiers {tiers}; no raw part). Cold p50 {_fmt(d.get('p50_ms_7d_cold'))} ms "
             f"(p95 {_fmt(d.get('p95_ms_7d_cold'))} ms), cached p50 {_fmt(d.get('p50_ms_7d_cached'))} ms; "
             f"n = {d.get('n')}."]
+
+
+def _alert_lines(a: dict[str, Any]) -> list[str]:
+    if why := _not_run(a):
+        return ["## Alert rules", "", f"not run: {why}"]
+    data = a.get("dataset", {})
+    lines = [f"## Alert rules ({a.get('rules')} rules for {a.get('services')} services, one evaluation)", "",
+             f"Data: {_fmt(data.get('spans'))} requests and {_fmt(data.get('error_logs'))} error logs of the last "
+             "15 minutes.", "", "| evaluation | wall s | CPU s (evaluator) | CPU s (engine) | changes |",
+             "| --- | --- | --- | --- | --- |"]
+    for run in a.get("evaluations", []):
+        lines.append(f"| {run['n']} | {_fmt(run['wall_s'])} | {_fmt(run['cpu_s'])} | {_fmt(run['engine_cpu_s'])} | "
+                     f"{run['changes']} |")
+    lines += ["", f"Worst steady evaluation: {_fmt(a.get('cpu_s_per_evaluation'))} s CPU in the evaluator + "
+                  f"{_fmt(a.get('engine_cpu_s_per_evaluation'))} s in the engine, "
+                  f"{_fmt(a.get('wall_s_per_evaluation'))} s wall; goal: under {_fmt(a.get('goal_cpu_s'))} s of one "
+                  "core per minute "
+                  f"({'met' if a.get('under_goal') else 'NOT met'}).", "", a.get("note", "")]
+    return lines
 
 
 def _otlp_lines(o: dict[str, Any]) -> list[str]:

@@ -25,6 +25,9 @@ TRACES = "traces-apm"
 METRICS = "metrics-apm"  # monthly plain indices, metrics-apm-YYYY.MM: rollups are overwritten
 EDGES = "edges-apm"  # the service map's rollups, monthly plain indices as METRICS (panopticon/rollup/edges.py)
 STATE = "panopticon-state"  # progress markers (the rollup watermark)
+ERRORS = "errors-apm"  # monthly plain indices, errors-apm-YYYY.MM: error-group counts per window (rollups)
+ERROR_GROUPS = "error-groups"  # one document per error group ever seen: who opened it (the `new_group` flag)
+ALERTS = "alerts-apm"  # alert states, their changes (history) and the notifications of each change
 
 # --- Celery task names --------------------------------------------------------------------------------
 BULK_INDEX = "bulk_index"
@@ -33,8 +36,11 @@ ROLLUP_DUE = "rollup_due"
 ROLLUP_WINDOW = "rollup_window"
 ROLLUP_RETENTION = "rollup_retention"
 ROLLUP_TASKS = (ROLLUP_DUE, ROLLUP_WINDOW, ROLLUP_RETENTION)  # routed to CELERY_ROLLUP_QUEUE
+ALERTS_DUE = "alerts_due"  # beat, every ALERT_INTERVAL_SECONDS: evaluate every rule
+ALERT_DELIVER = "alert_deliver"  # one notification of one change to one target, retried on its own
+ALERT_TASKS = (ALERTS_DUE, ALERT_DELIVER)  # routed to CELERY_ALERTS_QUEUE
 # The modules that define them; a worker that cannot import one of them must not start.
-TASK_MODULES = ("panopticon.processing.tasks", "panopticon.rollup.tasks")
+TASK_MODULES = ("panopticon.processing.tasks", "panopticon.rollup.tasks", "panopticon.alerting.tasks")
 
 
 @dataclass(frozen=True)

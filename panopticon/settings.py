@@ -148,6 +148,13 @@ def _basic_auth(raw: str) -> str | None:
     return value or None
 
 
+def _http_url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if value and not value.lower().startswith(("http://", "https://")):
+        raise ValueError(f"must start with http:// or https://, got {raw!r}")
+    return value
+
+
 def _ws_url(raw: str) -> str:
     value = raw.strip()
     if value and not value.lower().startswith(("ws://", "wss://")):
@@ -280,6 +287,10 @@ class Settings:
     celery_rollup_queue: str = var(
         "CELERY_ROLLUP_QUEUE", _str, "panopticon-rollup",
         "Queue of the scheduled tasks (rollups): the `rollup` process, so they never hold an ingest slot.",
+        group="Redis and Celery")
+    celery_alerts_queue: str = var(
+        "CELERY_ALERTS_QUEUE", _str, "panopticon-alerts",
+        "Queue of the alert tasks (evaluation every minute, notifications): the `alerts` process.",
         group="Redis and Celery")
     metrics_cache_prefix: str = var(
         "METRICS_CACHE_PREFIX", _str, "panopticon:metrics:", "Key prefix of cached query answers.",
@@ -464,6 +475,10 @@ class Settings:
         "Recent error-log ids one `ws` process remembers to drop repeats and place cursors; the relay keeps as "
         "many in Redis, in publish order, for `ws` processes that start later.",
         group="Error stream")
+    ws_collapse_interval_seconds: float = var(
+        "WS_COLLAPSE_INTERVAL_SECONDS", _float(0.5, 3600), "10",
+        "A collapse=1 client gets at most one error-group summary per group this often (the count since the last).",
+        group="Error stream")
     relay_metrics_port: int = var(
         "RELAY_METRICS_PORT", _int(0, 65535), "9465", "Port of the relay's Prometheus /metrics; 0 turns it off.",
         group="Error stream")
@@ -482,6 +497,33 @@ class Settings:
     otlp_threads: int = var(
         "OTLP_THREADS", _int(1, 256), "16", "Request threads of the `otlp` receiver (gunicorn gthread).",
         group="OTLP")
+
+    # --- alerting -----------------------------------------------------------------------------------
+    alert_rules_file: str | None = var(
+        "ALERT_RULES_FILE", _path, "",
+        "YAML file of alert rules and receivers (README, Alerting), checked at start; empty: no alerting.",
+        group="Alerting")
+    alert_interval_seconds: float = var(
+        "ALERT_INTERVAL_SECONDS", _float(1, 3600), "60", "How often beat sends the evaluation of every rule.",
+        group="Alerting")
+    alert_webhook_timeout_seconds: float = var(
+        "ALERT_WEBHOOK_TIMEOUT_SECONDS", _float(0.5, 60), "5",
+        "How long one notification waits for its receiver to answer.", group="Alerting")
+    alert_retry_first_seconds: float = var(
+        "ALERT_RETRY_FIRST_SECONDS", _float(0.1, 600), "10",
+        "Wait before the first retry of a notification its receiver did not take; each retry doubles it.",
+        group="Alerting")
+    alert_retry_max_seconds: float = var(
+        "ALERT_RETRY_MAX_SECONDS", _float(0.1, 600), "120",
+        "Longest wait between two retries of a notification (below the broker's 720 s visibility timeout).",
+        group="Alerting")
+    alert_give_up_seconds: float = var(
+        "ALERT_GIVE_UP_SECONDS", _float(1, 30 * 86_400), "86400",
+        "A notification its receiver has not taken this long after the change is given up (and counted).",
+        group="Alerting")
+    alert_dashboard_url: str = var(
+        "ALERT_DASHBOARD_URL", _http_url, "",
+        "Base URL of the dashboard in notifications' links; empty: http://127.0.0.1:API_PORT.", group="Alerting")
 
     # --- operations ---------------------------------------------------------------------------------
     flower_port: int = var("FLOWER_PORT", _int(1, 65535), "5555", "Port of Flower.", group="Operations")

@@ -121,6 +121,30 @@ ROLLUP_PENDING = Gauge(
     "1 while a catch-up is split over several rollup runs (ROLLUP_MAX_WINDOWS_PER_RUN; read at scrape).",
     registry=REGISTRY)
 
+ERROR_ROLLUP_LAG = Gauge(
+    "panopticon_error_rollup_lag_seconds", "Now minus the error rollups' mark (errors-apm; read at scrape).",
+    registry=REGISTRY)
+
+# --- alerting (read at scrape by web from alerts-apm: the `alerts` workers serve no metrics of their own) ----------
+ALERT_RULES = Gauge(
+    "panopticon_alert_rules", "Alert rules of ALERT_RULES_FILE by state (inactive, pending, firing, resolved).",
+    ["state"], registry=REGISTRY)
+ALERT_LAST_EVALUATION = Gauge(
+    "panopticon_alert_last_evaluation_timestamp_seconds", "Unix time of the last evaluation of the rules.",
+    registry=REGISTRY)
+ALERT_EVALUATION_SECONDS = Gauge(
+    "panopticon_alert_evaluation_seconds", "Wall time the last evaluation of every rule took.", registry=REGISTRY)
+ALERT_EVALUATION_CPU = Gauge(
+    "panopticon_alert_evaluation_cpu_seconds", "CPU time of the `alerts` worker in the last evaluation.",
+    registry=REGISTRY)
+ALERT_NOT_EVALUATED = Gauge(
+    "panopticon_alert_rules_not_evaluated",
+    "Rules the last evaluation could not answer (the engine failed them); their state was kept.", registry=REGISTRY)
+ALERT_NOTIFICATIONS = Gauge(
+    "panopticon_alert_notifications",
+    "Notifications by status: pending, retrying (their receiver has not taken them yet), delivered, refused "
+    "(4xx), given_up (after ALERT_GIVE_UP_SECONDS).", ["status"], registry=REGISTRY)
+
 # --- error stream (relay, ws) ---------------------------------------------------------------------------
 ERRORS_RELAYED = Counter(
     "panopticon_error_logs_relayed_total", "Error logs published to Redis by the relay.", registry=REGISTRY)
@@ -148,6 +172,14 @@ WS_GAP_FILLS = Counter(
     "panopticon_ws_gap_fills_total",
     "since= reads by outcome: read (from logs-apm), shared (joined another client's read), failed.",
     ["outcome"], registry=REGISTRY)
+WS_SUMMARIES = Counter(
+    "panopticon_ws_error_group_summaries_total",
+    "error-group summaries sent to collapse=1 clients (each stands for the logs of a group since the last one).",
+    registry=REGISTRY)
+WS_COLLAPSED = Counter(
+    "panopticon_ws_collapsed_messages_total",
+    "Error logs a collapse=1 client was not sent one by one but counted into its group's next summary.",
+    registry=REGISTRY)
 WS_GAP_FILL_WAITING = Gauge(
     "panopticon_ws_gap_fills_waiting", "Clients waiting for a gap-fill slot (WS_GAP_FILL_CONCURRENCY).",
     registry=REGISTRY)

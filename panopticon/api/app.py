@@ -7,9 +7,12 @@ import uuid
 
 from flask import Flask, Response, g, request
 
+from panopticon.alert_rules import rules_or_exit
 from panopticon.api import (
+    alerts,
     dashboard,
     dependencies,
+    groups,
     health,
     jaeger,
     lens,
@@ -36,7 +39,8 @@ def create_app(settings: Settings | None = None, query: QueryService | None = No
     settings = settings or load_or_exit()
     app = Flask("panopticon", static_folder=None)
     app.config["PANOPTICON_SETTINGS"] = settings
-    app.extensions["panopticon.query"] = query or QueryService(settings)
+    # A bad ALERT_RULES_FILE stops start-up here with one line, as a bad variable does.
+    app.extensions["panopticon.query"] = query or QueryService(settings, rules=rules_or_exit(settings))
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it; answers keep the documented field order
     app.url_map.converters["endpoint"] = metrics.EndpointConverter
     _init_request_ids(app)
@@ -44,7 +48,8 @@ def create_app(settings: Settings | None = None, query: QueryService | None = No
     init_security(app, settings)
     register_error_handlers(app)
     _document_health()
-    for module in (health, traces, search, metrics, dependencies, jaeger, zipkin, lens, openapi, dashboard):
+    for module in (health, traces, search, metrics, groups, alerts, dependencies, jaeger, zipkin, lens, openapi,
+                   dashboard):
         app.register_blueprint(module.blueprint)
     register_commands(app)
     return app

@@ -24,6 +24,7 @@ blueprint = Blueprint("prometheus", __name__)
 def metrics() -> Response:
     """Every metric is named once in panopticon/telemetry.py; OPERATIONS.md says how to read them."""
     refresh_rollup_gauges()
+    refresh_alert_gauges()
     return Response(generate_latest(telemetry.REGISTRY), mimetype=CONTENT_TYPE_LATEST)
 
 
@@ -50,6 +51,35 @@ def refresh_rollup_gauges() -> None:
     telemetry.ROLLUP_LATE_WINDOWS.set(float(last.get("late_windows", 0)))
     telemetry.ROLLUP_MAX_LATENESS.set(float(last.get("max_lateness_s", 0.0)))
     telemetry.ROLLUP_PENDING.set(1.0 if progress.cut_ms is not None else 0.0)
+    try:
+        error_mark = service.error_rollup_mark()
+    except StorageError as exc:
+        log.warning("error rollup gauge not refreshed: %s", exc)
+        return
+    if error_mark is not None:
+        telemetry.ERROR_ROLLUP_LAG.set(max(0, service.clock() - error_mark) / 1000)
+
+
+def refresh_alert_gauges() -> None:
+    """Rules by state, the last evaluation, notifications by status: read from alerts-apm at scrape."""
+    service = query_service()
+    if not service.rules.rules:
+        return
+    try:
+        found = service.alert_figures()
+    except StorageError as exc:
+        log.warning("alert gauges not refreshed: %s", exc)
+        return
+    for state, count in found["states"].items():
+        telemetry.ALERT_RULES.labels(state).set(count)
+    for status, count in found["deliveries"].items():
+        telemetry.ALERT_NOTIFICATIONS.labels(status).set(count)
+    if found["last_at_ms"] is not None:
+        telemetry.ALERT_LAST_EVALUATION.set(found["last_at_ms"] / 1000)
+    last = found["last_run"]
+    telemetry.ALERT_EVALUATION_SECONDS.set(float(last.get("seconds", 0.0)))
+    telemetry.ALERT_EVALUATION_CPU.set(float(last.get("cpu_seconds", 0.0)))
+    telemetry.ALERT_NOT_EVALUATED.set(float(last.get("not_evaluated", 0)))
 
 
 def init_app(app: Flask) -> None:

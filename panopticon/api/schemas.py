@@ -13,7 +13,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from panopticon.model import ID_PATTERN, ID_RULE, KINDS, LEVELS, STATUSES
+from panopticon.model import ALERT_STATES, ID_PATTERN, ID_RULE, KINDS, LEVELS, STATUSES
+from panopticon.query.errors import SORTS as ERROR_SORTS
 from panopticon.query.metrics import SERVICE_SORTS
 from panopticon.query.requests import Paging, Times
 from panopticon.query.search import LOG_SORTS, SPAN_SORTS
@@ -160,6 +161,34 @@ class EndpointTracesArgs(TimeArgs):
     environment = _text("Environment (exact).")
     limit = fields.Integer(load_default=10, validate=validate.Range(min=1, error="must be at least 1"),
                            metadata={"description": "Traces per list (at most QUERY_MAX_PAGE_SIZE)."})
+
+
+class ErrorGroupsArgs(TimeArgs):
+    service = _text("Service name (exact).")
+    environment = _text("Environment (exact).")
+    sort = fields.String(load_default="count", validate=validate.OneOf(ERROR_SORTS), metadata={
+        "description": "count (in the range), last_seen (in the range) or first_seen (ever)."})
+    order = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, error="must be at least 1"),
+                           metadata={"description": "Groups per page (at most QUERY_MAX_PAGE_SIZE)."})
+    cursor = fields.String(validate=validate.Length(1, 4096),
+                           metadata={"description": "`next_cursor` of the previous page (same sort and order)."})
+
+
+class ErrorGroupArgs(TimeArgs):
+    environment = _text("Environment (exact).")
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, error="must be at least 1"),
+                           metadata={"description": "Recent occurrences listed (at most QUERY_MAX_PAGE_SIZE)."})
+
+
+class AlertHistoryArgs(TimeArgs):
+    rule = _text("Only this rule's changes.", 128)
+    state = fields.String(validate=validate.OneOf(ALERT_STATES), metadata={
+        "description": "Only changes to this state."})
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, error="must be at least 1"),
+                           metadata={"description": "Changes per page (at most QUERY_MAX_PAGE_SIZE)."})
+    cursor = fields.String(validate=validate.Length(1, 4096),
+                           metadata={"description": "`next_cursor` of the previous page."})
 
 
 # --- responses ----------------------------------------------------------------------------------------
@@ -611,3 +640,144 @@ class ZipkinLinkSchema(Schema):
     child = _req(fields.String())
     callCount = _req(fields.Integer())
     errorCount = _req(fields.Integer())
+class NamedCountSchema(Schema):
+    name = _req(fields.String())
+    count = _req(fields.Integer())
+
+
+class TrendBucketSchema(Schema):
+    time = _req(fields.String(metadata={"description": "Start of the bucket."}))
+    time_ms = _req(fields.Integer())
+    count = _req(fields.Integer())
+
+
+class ErrorSourcesSchema(Schema):
+    raw = _req(fields.List(fields.Nested(RangeSchema), metadata={
+        "description": "Parts read from raw logs: the newest part, partial windows at the edges, and windows with "
+                       "error logs the rollups do not include yet."}))
+    rollup = _nullable(fields.Nested, nested=RollupSourceSchema, metadata={
+        "description": "Part read from the error rollups (errors-apm)."})
+    late_logs = _req(fields.Integer(metadata={
+        "description": "Error logs of the rollup part stored after the error rollups' mark, counted from raw logs."}))
+    complete = _req(fields.Boolean(metadata={
+        "description": "False while the range ends after `settled_until`: batches still in flight may add to it."}))
+    settled_until = _req(fields.String())
+
+
+class ErrorGroupRowSchema(Schema):
+    fingerprint = _req(fields.String(metadata={"description": "The group: 16 hex characters (see the README)."}))
+    message = _nullable(fields.String, metadata={"description": "The newest message of the group in the range."})
+    error_type = _nullable(fields.String, metadata={"description": "Exception type, when the logs name one."})
+    level = _nullable(fields.String)
+    service_name = _nullable(fields.String)
+    count = _req(fields.Integer(metadata={"description": "Occurrences in the range (exact)."}))
+    first_seen = _nullable(fields.String, metadata={"description": "First occurrence ever (not only in the range)."})
+    last_seen = _nullable(fields.String, metadata={"description": "Last occurrence in the range."})
+    new = _req(fields.Boolean(metadata={"description": "The first occurrence ever is inside the range."}))
+    services = _req(fields.List(fields.Nested(NamedCountSchema)))
+    environments = _req(fields.List(fields.Nested(NamedCountSchema)))
+    endpoints = _req(fields.List(fields.Nested(NamedCountSchema), metadata={
+        "description": "Endpoints the errors happened on, when the logs say (up to 10)."}))
+    trend = _req(fields.List(fields.Nested(TrendBucketSchema), metadata={"description": "Counts per bucket."}))
+    sample_trace_ids = _req(fields.List(fields.String(), metadata={
+        "description": "Trace ids of the newest occurrences."}))
+
+
+class ErrorGroupsSchema(Schema):
+    from_ = _req(fields.String(data_key="from"))
+    to = _req(fields.String())
+    interval = _req(fields.String(metadata={"description": "Bucket size of the trends."}))
+    interval_ms = _req(fields.Integer())
+    total = _req(fields.Integer(metadata={"description": "Groups in the range."}))
+    items = _req(fields.List(fields.Nested(ErrorGroupRowSchema)))
+    next_cursor = _nullable(fields.String, metadata={"description": "Pass as `cursor` for the next page."})
+    sources = _req(fields.Nested(ErrorSourcesSchema))
+
+
+class OccurrenceSchema(LogSchema):
+    fingerprint = _nullable(fields.String)
+    error_type = _nullable(fields.String)
+    endpoint = _nullable(fields.String)
+    new_group = _req(fields.Boolean(metadata={"description": "This log opened its group."}))
+
+
+class ErrorGroupSchema(ErrorGroupRowSchema):
+    from_ = _req(fields.String(data_key="from"))
+    to = _req(fields.String())
+    interval = _req(fields.String())
+    interval_ms = _req(fields.Integer())
+    occurrences = _req(fields.List(fields.Nested(OccurrenceSchema), metadata={"description": "Newest first."}))
+    sources = _req(fields.Nested(ErrorSourcesSchema))
+
+
+class AlertRuleSchema(Schema):
+    name = _req(fields.String())
+    type = _req(fields.String(metadata={"description": "latency, error_rate, request_rate, new_error_group or "
+                                                       "error_group_count."}))
+    service = _nullable(fields.String)
+    environment = _nullable(fields.String)
+    endpoint = _nullable(fields.String)
+    percentile = _nullable(fields.String)
+    threshold = _req(fields.Float())
+    comparison = _req(fields.String(metadata={"description": "above, or below for a floor (request_rate)."}))
+    min_requests = _nullable(fields.Integer)
+    fingerprint = _nullable(fields.String)
+    window = _req(fields.String())
+    for_ = _req(fields.String(data_key="for"))
+    severity = _req(fields.String())
+    summary = _nullable(fields.String)
+    labels = _req(fields.Dict(keys=fields.String(), values=fields.String()))
+    receivers = _req(fields.List(fields.String()))
+
+
+class AlertSchema(Schema):
+    rule = _req(fields.Nested(AlertRuleSchema))
+    state = _req(fields.String(metadata={"description": "inactive, pending, firing or resolved."}))
+    since = _nullable(fields.String, metadata={"description": "When it entered this state."})
+    active_since = _nullable(fields.String, metadata={"description": "Since when the condition holds."})
+    evaluated_at = _nullable(fields.String)
+    value = _nullable(fields.Float, metadata={"description": "The number last compared with the threshold."})
+    detail = _req(fields.Dict())
+    changes = _req(fields.Integer(metadata={"description": "State changes so far."}))
+
+
+class ReceiverSchema(Schema):
+    name = _req(fields.String())
+    url = _req(fields.String())
+    format = _req(fields.String(metadata={"description": "json or alertmanager."}))
+    headers = _req(fields.List(fields.String(), metadata={"description": "Header names sent (values hidden)."}))
+
+
+class AlertsSchema(Schema):
+    source = _nullable(fields.String, metadata={"description": "ALERT_RULES_FILE."})
+    version = _nullable(fields.String, metadata={"description": "A digest of the file's content."})
+    total = _req(fields.Integer())
+    states = _req(fields.Dict(keys=fields.String(), values=fields.Integer()))
+    items = _req(fields.List(fields.Nested(AlertSchema)))
+    receivers = _req(fields.List(fields.Nested(ReceiverSchema)))
+
+
+class AlertChangeSchema(Schema):
+    id = _req(fields.String())
+    rule = _req(fields.String())
+    type = _nullable(fields.String)
+    state = _req(fields.String())
+    previous = _nullable(fields.String)
+    at = _req(fields.String())
+    active_since = _nullable(fields.String)
+    value = _nullable(fields.Float)
+    threshold = _nullable(fields.Float)
+    severity = _nullable(fields.String)
+    service_name = _nullable(fields.String)
+    environment = _nullable(fields.String)
+    endpoint = _nullable(fields.String)
+    detail = _req(fields.Dict())
+    links = _req(fields.Dict())
+
+
+class AlertHistorySchema(Schema):
+    from_ = _req(fields.String(data_key="from"))
+    to = _req(fields.String())
+    total = _req(fields.Integer())
+    items = _req(fields.List(fields.Nested(AlertChangeSchema)))
+    next_cursor = _nullable(fields.String, metadata={"description": "Pass as `cursor` for the next page."})

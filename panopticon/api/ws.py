@@ -7,7 +7,9 @@ query string (400, naming the parameter), capacity (503). An accepted socket the
      through a bounded, shared `GapFills`), then `{"event": "caught-up"}`;
   2. the live feed from this process's hub, minus what step 1 already sent (no duplicates at the seam);
   3. `{"event": "dropped", "count": n}` before the next message whenever its queue overflowed;
-  4. a ping (protocol ping + `{"event": "ping"}`) after WS_PING_INTERVAL_SECONDS of silence.
+  4. a ping (protocol ping + `{"event": "ping"}`) after WS_PING_INTERVAL_SECONDS of silence;
+  5. `alert` events (alert rules changing state), and with `collapse=1` the first occurrence of each error
+     group followed by at most one `error-group` summary per group per WS_COLLAPSE_INTERVAL_SECONDS.
 Clients are not expected to send anything; what they send is read, size-capped and ignored.
 """
 
@@ -30,7 +32,7 @@ from panopticon.access import token_ok
 from panopticon.api.errors import envelope
 from panopticon.api.security import origin_allowed
 from panopticon.errorstream.gapfill import GapFills, stored_errors
-from panopticon.errorstream.hub import REORDER_MARGIN_MS, ClientQueue, Hub, Subscriber
+from panopticon.errorstream.hub import REORDER_MARGIN_MS, ClientQueue, Collapser, Hub, Subscriber
 from panopticon.errorstream.protocol import (
     PING_FRAME,
     LiveMessage,
@@ -219,7 +221,11 @@ class ClientStream:
         self.app = app
         self.sock = LockedSocket(ws.sock)
         ws.sock = self.sock
-        self.subscriber = Subscriber(params.filter, ClientQueue(settings.ws_client_queue_size))
+        self.collapser = Collapser(settings.ws_collapse_interval_seconds) if params.collapse else None
+        if self.collapser is not None and params.since is not None:
+            self.collapser.tracking = True  # the gap fill may repeat what the live feed brings meanwhile
+        self.subscriber = Subscriber(params.filter, ClientQueue(settings.ws_client_queue_size),
+                                     collapser=self.collapser)
         self.gap_ids: set[str] = set()
         self.fills: GapFills = app.extensions["panopticon-ws-gap-fills"]
         self.ticket = 0
@@ -265,7 +271,12 @@ class ClientStream:
                     self.ticket) as (messages, skipped):
                 fresh = [m for m in messages if m.doc_id != since.doc_id
                          and not (position is not None and recent.published_by(m.doc_id, position))]
-                self.gap_ids = {m.doc_id for m in fresh}
+                if self.collapser is not None:
+                    # The collapser saw what the live feed queued meanwhile: it counts every log once.
+                    fresh = [m for m in fresh if self.collapser.admit(m)]
+                    self.collapser.stop_tracking()
+                else:
+                    self.gap_ids = {m.doc_id for m in fresh}
                 frames = [m.frame for m in fresh]
                 frames.append(text_frame(notice("caught-up", count=len(fresh), skipped=skipped, clamped=clamped)))
                 # One deadline for the whole gap: a client too slow to take it must not hold a slot for long.
@@ -273,6 +284,8 @@ class ClientStream:
                     self._write(frames)
         except StorageError as exc:
             log.warning("gap fill failed: %s", exc)
+            if self.collapser is not None:
+                self.collapser.stop_tracking()
             self._write([text_frame(notice("caught-up", count=0, skipped=0, clamped=clamped,
                                            error="logs-apm did not answer"))])
 
@@ -294,6 +307,11 @@ class ClientStream:
                     self.gap_ids.discard(message.doc_id)
                     continue
                 frames.append(message.frame)
+            if self.collapser is not None:
+                summaries = self.collapser.due()
+                if summaries:
+                    telemetry.WS_SUMMARIES.inc(len(summaries))
+                    frames += summaries
             now = time.monotonic()
             if frames:
                 self._write(frames)

@@ -50,6 +50,8 @@ def error_query(since_ms: int, wanted: ClientFilter | None, limit: int) -> dict[
         clauses.append({"terms": {"service_name": sorted(wanted.services)}})
     if wanted is not None and wanted.environments is not None:
         clauses.append({"terms": {"environment": sorted(wanted.environments)}})
+    if wanted is not None and wanted.groups is not None:
+        clauses.append({"terms": {"fingerprint": sorted(wanted.groups)}})
     return {
         "size": limit,
         "track_total_hits": True,

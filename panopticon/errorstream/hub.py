@@ -19,6 +19,14 @@ when it came from another `ws` process or from before a restart (`RecentWindow`)
 After a Redis outage the hub asks `catch_up` for what was stored meanwhile, so a message the relay
 published while this process was not subscribed still reaches the sockets.
 
+A `collapse=1` client's subscriber holds a `Collapser`: the hub queues only the first occurrence of each
+error group (and logs without a group); every other occurrence only adds one to its group's count, so a storm
+costs such a client a counter, never a queue slot. Its writer sends at most one `error-group` summary per group
+per WS_COLLAPSE_INTERVAL_SECONDS, with the count since the last one.
+
+Alerts (`alert` events, published by the alert tasks on the same channel) go to every client whose service /
+environment filter does not exclude them; they take no place in the publish order (they have no cursor).
+
 Threads here are greenlets in the `ws` process (gunicorn's gevent worker patches `threading`).
 """
 
@@ -34,7 +42,16 @@ from dataclasses import dataclass, field
 import redis
 
 from panopticon import telemetry
-from panopticon.errorstream.protocol import ClientFilter, InvalidMessage, LiveMessage, live_message, parse_since
+from panopticon.errorstream.protocol import (
+    ClientFilter,
+    InvalidMessage,
+    LiveMessage,
+    live_message,
+    notice,
+    parse_since,
+    text_frame,
+)
+from panopticon.model.times import iso_ms
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +94,81 @@ class ClientQueue:
         return len(self._items)
 
 
+@dataclass
+class _Group:
+    """One error group as a collapse client has seen it."""
+
+    last_summary_s: float  # when its first occurrence or its last summary went out
+    count: int = 0  # occurrences since then
+    first_ms: int = 0  # ingested_at of the first and last of them
+    last: LiveMessage | None = None
+
+
+class Collapser:
+    """`collapse=1`: a group's first occurrence is sent, then at most one summary per group per interval.
+
+    `admit` runs in the hub thread for each wanted message: True means "send it" (a group seen for the first
+    time on this connection, or a log without a group), False "counted". `due` runs in the socket's writer and
+    returns the summaries whose interval has passed. At most `max_groups` groups are remembered; the one idle
+    the longest is forgotten first (it would be sent again, as a first occurrence, if it came back).
+    While a gap fill is read, the ids it may repeat are remembered (`tracking`), so a log is counted once.
+    """
+
+    def __init__(self, interval_s: float, *, clock: Callable[[], float] = time.time, max_groups: int = 10_000) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self.max_groups = max_groups
+        self.groups: OrderedDict[str, _Group] = OrderedDict()
+        self.counted = 0
+        self.tracking = False
+        self.seen_ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def admit(self, message: LiveMessage) -> bool:
+        with self._lock:
+            if self.tracking:
+                if message.doc_id in self.seen_ids:
+                    return False  # the live feed and the gap fill both had it: it was handled once already
+                self.seen_ids.add(message.doc_id)
+            fingerprint = message.fingerprint
+            if fingerprint is None:
+                return True
+            group = self.groups.get(fingerprint)
+            if group is None:
+                self.groups[fingerprint] = _Group(self.clock())
+                while len(self.groups) > self.max_groups:
+                    self.groups.popitem(last=False)
+                return True
+            self.groups.move_to_end(fingerprint)
+            if not group.count:
+                group.first_ms = message.ingested_ms
+            group.count += 1
+            group.last = message
+            self.counted += 1
+            return False
+
+    def due(self) -> list[bytes]:
+        """The `error-group` summaries due now, as frames."""
+        now = self.clock()
+        frames = []
+        with self._lock:
+            for fingerprint, group in self.groups.items():
+                if group.count and now - group.last_summary_s >= self.interval_s and group.last is not None:
+                    last = group.last
+                    frames.append(text_frame(notice(
+                        "error-group", fingerprint=fingerprint, count=group.count, service_name=last.service,
+                        environment=last.environment, message=last.message, id=last.doc_id, cursor=last.cursor,
+                        first_ingested_at=iso_ms(group.first_ms), last_ingested_at=iso_ms(last.ingested_ms),
+                        at=iso_ms(int(now * 1000)), interval_s=self.interval_s)))
+                    group.count, group.last, group.last_summary_s = 0, None, now
+        return frames
+
+    def stop_tracking(self) -> None:
+        with self._lock:
+            self.tracking = False
+            self.seen_ids.clear()
+
+
 @dataclass(eq=False)
 class Subscriber:
     """One socket's side of the hub: its filter, its queue, and the event that wakes its writer."""
@@ -84,10 +176,18 @@ class Subscriber:
     filter: ClientFilter
     queue: ClientQueue
     wake: threading.Event = field(default_factory=threading.Event)
+    collapser: Collapser | None = None
 
     def offer(self, message: LiveMessage) -> bool:
         """Queue the message if wanted; True when the queue is now at least half full."""
-        wanted = self.filter.matches(message.service, message.environment, message.level_num)
+        if message.kind == "alert":
+            wanted = self.filter.wants_alert(message.service, message.environment)
+        else:
+            wanted = self.filter.matches(message.service, message.environment, message.level_num,
+                                         message.fingerprint)
+            if wanted and self.collapser is not None and not self.collapser.admit(message):
+                wanted = False  # counted for its group's next summary
+                telemetry.WS_COLLAPSED.inc()
         if wanted and self.queue.offer(message):
             self.wake.set()
         return len(self.queue) * 2 >= self.queue.limit
@@ -154,6 +254,7 @@ class RecentWindow:
 
 
 CatchUp = Callable[[int], Iterable[LiveMessage]]
+RECENT_ALERTS = 1000  # alert ids remembered to drop repeats (a task retried after publishing)
 LOG_EVERY = 1000  # after the first 10 invalid messages, one line per this many (a flood must not flood the log)
 
 
@@ -170,6 +271,8 @@ class Hub:
         self.clock = clock
         self.subscribers: set[Subscriber] = set()
         self.subscribed = False
+        self.alerts = 0
+        self._recent_alerts: OrderedDict[str, None] = OrderedDict()
         self.delivered = 0
         self.repeats = 0
         self.invalid = 0
@@ -195,13 +298,16 @@ class Hub:
 
     def stats(self) -> dict[str, int | bool | str]:
         return {"feed": "up" if self.feed_up else "down", "subscribed": self.subscribed,
-                "clients": len(self.subscribers), "delivered": self.delivered, "repeats": self.repeats,
+                "clients": len(self.subscribers), "delivered": self.delivered, "alerts": self.alerts,
+                "repeats": self.repeats,
                 "invalid": self.invalid, "restarts": self.restarts, "seeded": self.seeded,
                 "queued": sum(len(s.queue) for s in list(self.subscribers))}
 
     # --- fan-out ------------------------------------------------------------------------------------
     def deliver(self, message: LiveMessage) -> bool:
         """Queue one message for every subscriber that wants it; False for a repeat."""
+        if message.kind == "alert":
+            return self._deliver_alert(message)
         if not self.recent.add(message):
             self.repeats += 1
             return False
@@ -212,10 +318,22 @@ class Hub:
         self.pressure = pressure
         return True
 
+    def _deliver_alert(self, message: LiveMessage) -> bool:
+        if message.doc_id in self._recent_alerts:
+            self.repeats += 1
+            return False
+        self._recent_alerts[message.doc_id] = None
+        while len(self._recent_alerts) > RECENT_ALERTS:
+            self._recent_alerts.popitem(last=False)
+        self.alerts += 1
+        for subscriber in list(self.subscribers):
+            subscriber.offer(message)
+        return True
+
     def deliver_raw(self, raw: bytes) -> None:
         """Check, then fan out: a message that fails a check is counted by field and dropped."""
         try:
-            message = live_message(raw, max_bytes=self.max_bytes, now_ms=int(self.clock() * 1000))
+            message = live_message(raw, max_bytes=self.max_bytes, now_ms=int(self.clock() * 1000), alerts=True)
         except InvalidMessage as exc:
             self._reject(exc.field, str(exc), raw)
             return

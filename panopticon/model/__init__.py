@@ -23,6 +23,11 @@ STATUSES: tuple[str, ...] = ("OK", "ERROR", "UNSET")
 ID_PATTERN = r"[!-9;-~]{1,128}"
 ID_RULE = "must be 1-128 printable ASCII characters, no spaces or ':'"
 ID_RE = re.compile(ID_PATTERN + r"\Z")
+# An error group's fingerprint (panopticon/processing/fingerprint.py): 16 lowercase hex characters.
+FINGERPRINT_RE = re.compile(r"[0-9a-f]{16}\Z")
+FINGERPRINT_RULE = "must be a fingerprint: 16 lowercase hex characters"
+# The states of an alert rule (panopticon/alerting/state.py): a notification is sent on entering firing or resolved.
+ALERT_STATES: tuple[str, ...] = ("inactive", "pending", "firing", "resolved")
 
 
 def is_request(kind: str | None, parent_span_id: str | None) -> bool:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from panopticon.model import endpoint_of, is_error_span, is_request
+from panopticon.model import endpoint_of, is_error_level, is_error_span, is_request
 from panopticon.model.histogram import bucket_index
 from panopticon.model.times import iso_ms
+from panopticon.processing.fingerprint import identify
 
 __all__ = ["log_document", "span_document"]
 
@@ -60,9 +61,15 @@ def span_document(span: dict[str, Any], start_ms: float, end_ms: float, duration
 
 def log_document(log: dict[str, Any], timestamp_ms: float, level_num: int, now_ms: int,
                  kafka: dict[str, Any]) -> dict[str, Any]:
-    """The `logs-apm` document for a validated log line."""
+    """The `logs-apm` document for a validated log line.
+
+    An ERROR/FATAL log also gets its error group (`fingerprint`, see `fingerprint.py`), the exception type
+    and the endpoint it happened on when known (`log["endpoint"]`, else the `http.route` / `endpoint`
+    attribute). Whether it is the first of its group (`new_group`) is decided when the batch is stored
+    (`processing/groups.py`).
+    """
     timestamp = iso_ms(timestamp_ms)
-    return {
+    document = {
         "@timestamp": timestamp,
         "timestamp": timestamp,
         "service_name": log["service_name"],
@@ -77,3 +84,9 @@ def log_document(log: dict[str, Any], timestamp_ms: float, level_num: int, now_m
         "ingested_at": _ingested_at(now_ms),
         "kafka": kafka,
     }
+    if is_error_level(log["level"]):
+        found = identify(log["service_name"], log["message"], log["attributes"], log.get("endpoint"))
+        document["fingerprint"] = found.fingerprint
+        document["error_type"] = found.error_type
+        document["endpoint"] = found.endpoint
+    return document

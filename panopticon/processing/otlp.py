@@ -39,7 +39,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from panopticon import flow
-from panopticon.model import LEVELS, span_doc_id
+from panopticon.model import LEVELS, endpoint_of, span_doc_id
 from panopticon.model.times import iso_ms, time_problem
 from panopticon.processing.documents import log_document, span_document
 from panopticon.processing.otlp_codec import PROTO, OtlpDecodeError, parse_logs, parse_traces, serialize
@@ -346,7 +346,10 @@ def _span_entries(span: Span, origin: _Origin, now_ms: int, kafka: dict[str, Any
         extra["status_message"] = span.status.message[:MAX_VALUE_CHARS]
     if span.events or span.dropped_events_count:
         extra = extra or {}
-        events = _events(span, trace_id, span_id, origin, now_ms, kafka, logs)
+        # An exception event's log names the endpoint of the span it happened in (its route, else its name).
+        endpoint = endpoint_of(_text(attributes.get("http.route"), MAX_ROUTE_CHARS),
+                               span.name[:MAX_NAME_CHARS] or UNNAMED_SPAN)
+        events = _events(span, trace_id, span_id, origin, now_ms, kafka, logs, endpoint)
         if events:
             extra["events"] = events
         if span.dropped_events_count or len(span.events) > MAX_EVENTS:
@@ -378,12 +381,12 @@ def _span_entries(span: Span, origin: _Origin, now_ms: int, kafka: dict[str, Any
 
 
 def _events(span: Span, trace_id: str, span_id: str, origin: _Origin, now_ms: int, kafka: dict[str, Any],
-            logs: list[Decoded | Rejected]) -> list[dict[str, Any]]:
+            logs: list[Decoded | Rejected], endpoint: str) -> list[dict[str, Any]]:
     """Span events for attributes.otel.events; each one named `exception` also becomes an ERROR log."""
     kept = []
     for n, event in enumerate(span.events):
         if event.name == "exception":
-            logs.append(_exception_log(span, event, n, trace_id, span_id, origin, now_ms, kafka))
+            logs.append(_exception_log(span, event, n, trace_id, span_id, origin, now_ms, kafka, endpoint))
         if n < MAX_EVENTS:
             attributes, dropped = _attributes(event.attributes, event.dropped_attributes_count)
             entry: dict[str, Any] = {"name": event.name, "time": _iso_ns(event.time_unix_nano or
@@ -396,7 +399,7 @@ def _events(span: Span, trace_id: str, span_id: str, origin: _Origin, now_ms: in
 
 
 def _exception_log(span: Span, event: Span.Event, n: int, trace_id: str, span_id: str, origin: _Origin,
-                   now_ms: int, kafka: dict[str, Any]) -> Decoded:
+                   now_ms: int, kafka: dict[str, Any], endpoint: str) -> Decoded:
     attributes, dropped = _attributes(event.attributes, event.dropped_attributes_count)
     kind, text = attributes.get("exception.type"), attributes.get("exception.message")
     message = ": ".join(str(part) for part in (kind, text) if part) or "exception"
@@ -410,7 +413,7 @@ def _exception_log(span: Span, event: Span.Event, n: int, trace_id: str, span_id
     doc_id = f"{trace_id}:{span_id}:{n}"
     log = {"service_name": origin.service, "environment": origin.environment, "level": "ERROR",
            "message": message[:MAX_MESSAGE_CHARS], "trace_id": trace_id, "span_id": span_id,
-           "attributes": attributes, "event_id": doc_id}
+           "attributes": attributes, "event_id": doc_id, "endpoint": endpoint}
     return Decoded(doc_id, log_document(log, _ms(at_ns), LEVELS["ERROR"], now_ms, kafka), flow.LOGS)
 
 

@@ -26,6 +26,7 @@ from panopticon import flow
 from panopticon.exceptions import EngineUnavailable
 from panopticon.model import is_error_level
 from panopticon.processing.decoders import decoder_for
+from panopticon.processing.groups import mark_new_groups
 from panopticon.processing.outbox import DeadLetter, Outbox
 from panopticon.processing.schemas import MAX_REASON_CHARS, Decoded, Rejected
 from panopticon.settings import Settings
@@ -46,11 +47,13 @@ class BatchOutcome:
     retried: int = 0
     errors_forwarded: int = 0
     items: int = 0  # documents the records held, valid or not (an OTLP record holds many)
+    groups_opened: int = 0  # error logs that were the first of their group ever stored
     rejected_ids: set[tuple[str, str]] = field(default_factory=set)  # (data stream, doc id) the engine refused
 
     def as_dict(self) -> dict[str, int]:
         return {"created": self.created, "duplicates": self.duplicates, "dead_lettered": self.dead_lettered,
-                "retried": self.retried, "errors_forwarded": self.errors_forwarded, "items": self.items}
+                "retried": self.retried, "errors_forwarded": self.errors_forwarded, "items": self.items,
+                "groups_opened": self.groups_opened}
 
 
 def index_batch(
@@ -127,6 +130,9 @@ def _index_batch(store: SearchStore, outbox: Outbox, stream_name: str, topic: st
                 sources[(target, item.doc_id)] = (record, index if several else None)
 
     for data_stream, group in valid.items():
+        if data_stream == flow.LOGS:
+            # Before storing: the first log of a group ever seen is stored (and forwarded) with new_group=true.
+            outcome.groups_opened += mark_new_groups(store, group, now_ms)
         # Found ones are not written again, but still forwarded below: the first delivery may have stored
         # them and died before it forwarded their errors.
         stored = store.existing_ids(data_stream, list(group)) if replay and group else set()

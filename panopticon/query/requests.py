@@ -138,3 +138,37 @@ class CompatTraceSearch:
     remote_service: str | None = None
     min_duration_ms: float | None = None
     max_duration_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class ErrorGroupsRequest:
+    """Error groups of a range, sorted by count, last_seen or first_seen."""
+
+    times: Times
+    service: str | None = None
+    environment: str | None = None
+    sort: str = "count"
+    order: str = "desc"
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorGroupRequest:
+    """One error group and its recent occurrences."""
+
+    fingerprint: str
+    times: Times
+    environment: str | None = None
+    limit: int = 20
+
+
+@dataclass(frozen=True)
+class AlertHistoryRequest:
+    """State changes of the alert rules, newest first."""
+
+    times: Times
+    rule: str | None = None
+    state: str | None = None
+    limit: int = 50
+    cursor: str | None = None

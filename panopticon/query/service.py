@@ -16,17 +16,21 @@ from typing import Any
 
 import redis
 
+from panopticon.alert_rules import RuleSet
 from panopticon.exceptions import InvalidParameter, StorageError
 from panopticon.model.times import iso_ms, now_ms
-from panopticon.query import compat, metrics
+from panopticon.query import alerts, compat, errors, metrics
 from panopticon.query import dependencies as service_map
 from panopticon.query.cache import AnswerCache
 from panopticon.query.deadline import Deadline
 from panopticon.query.raw import GroupBy
 from panopticon.query.requests import (
+    AlertHistoryRequest,
     CompatTraceSearch,
     DependencyRequest,
     EndpointTracesRequest,
+    ErrorGroupRequest,
+    ErrorGroupsRequest,
     LogSearch,
     RankingRequest,
     SeriesRequest,
@@ -47,7 +51,8 @@ from panopticon.query.search import (
 )
 from panopticon.query.timeparse import UNITS_MS, TimeRange, parse_duration, resolve_range, round_out
 from panopticon.query.traces import get_trace
-from panopticon.rollup.job import Progress, get_progress
+from panopticon.rollup.errors import PROGRESS_ID as ERROR_PROGRESS_ID
+from panopticon.rollup.job import Progress, get_mark, get_progress
 from panopticon.settings import Settings
 from panopticon.storage import SearchStore, open_store
 
@@ -55,6 +60,7 @@ from panopticon.storage import SearchStore, open_store
 RANKING_STEP_MS = UNITS_MS["m"]
 SEARCH_DEFAULT_MS = 15 * UNITS_MS["m"]
 STATS_DEFAULT_MS = UNITS_MS["h"]
+HISTORY_DEFAULT_MS = UNITS_MS["d"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,10 @@ class Answer:
 
 class QueryService:
     def __init__(self, settings: Settings, *, store: SearchStore | None = None,
-                 redis_client: redis.Redis | None = None, clock: Callable[[], int] = now_ms) -> None:
+                 redis_client: redis.Redis | None = None, clock: Callable[[], int] = now_ms,
+                 rules: RuleSet | None = None) -> None:
         self.settings = settings
+        self.rules = rules or RuleSet()
         self.clock = clock
         self._store = store
         self._redis = redis_client
@@ -241,6 +249,52 @@ class QueryService:
 
     def zipkin_traces_by_id(self, trace_ids: list[str]) -> list[list[dict[str, Any]]]:
         return [compat.zipkin_spans(t) for t in compat.get_traces(self.store, trace_ids, self.deadline())]
+
+    # --- error groups ---------------------------------------------------------------------------------
+    def error_groups(self, q: ErrorGroupsRequest) -> Answer:
+        """Every error group of the range, with counts exact for it (rollups + raw, late logs included)."""
+        now = self.clock()
+        window = self._rounded(self._window(q.times, STATS_DEFAULT_MS, now), RANKING_STEP_MS)
+        limit = self._limit(q.limit)
+        if q.cursor:
+            errors.decode_cursor(q.cursor, q.sort, q.order)  # checked before any engine call
+        deadline = self.deadline()
+        scope = errors.ErrorScope(q.service, q.environment)
+        question = {"service": q.service, "env": q.environment, "sort": q.sort, "order": q.order, "limit": limit,
+                    "cursor": q.cursor, "from": window.start_ms, "to": window.end_ms}
+        return self._cached("errors", question, lambda: errors.groups_answer(
+            self.store, scope, window, sort=q.sort, order=q.order, limit=limit, cursor=q.cursor, deadline=deadline,
+            now_ms=now))
+
+    def error_group(self, q: ErrorGroupRequest) -> dict[str, Any] | None:
+        """One group over the range and its most recent occurrences; None when it has none in the range."""
+        now = self.clock()
+        fingerprint = errors.check_fingerprint(q.fingerprint, "fingerprint")
+        window = self._rounded(self._window(q.times, STATS_DEFAULT_MS, now), RANKING_STEP_MS)
+        limit = self._limit(q.limit)
+        return errors.group_answer(self.store, fingerprint, window, environment=q.environment, limit=limit,
+                                   deadline=self.deadline(), now_ms=now)
+
+    # --- alerts -----------------------------------------------------------------------------------------
+    def alerts(self) -> dict[str, Any]:
+        """Every rule of ALERT_RULES_FILE with its current state."""
+        return alerts.alerts_answer(self.store, self.rules, self.deadline())
+
+    def alert_figures(self) -> dict[str, Any]:
+        """Rules by state, the last evaluation and notifications by status (for /metrics)."""
+        return alerts.figures(self.store, self.rules, self.deadline())
+
+    def error_rollup_mark(self) -> int | None:
+        """Every error log stored before this is in the error rollups."""
+        return get_mark(self.store, ERROR_PROGRESS_ID)
+
+    def alert_history(self, q: AlertHistoryRequest) -> dict[str, Any]:
+        """State changes in the range (default: the last 24 hours), newest first."""
+        window = self._window(q.times, HISTORY_DEFAULT_MS)
+        limit = self._limit(q.limit)
+        after = alerts.history_cursor(q.cursor)
+        return alerts.history_answer(self.store, window, rule=q.rule, state=q.state, limit=limit, after=after,
+                                     deadline=self.deadline())
 
     # --- operations -----------------------------------------------------------------------------------
     def readiness(self) -> dict[str, bool]:

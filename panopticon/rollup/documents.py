@@ -98,7 +98,8 @@ def metrics_index(settings: Settings, window_ms: int, family: str = METRICS) -> 
 
 
 def metrics_indices(settings: Settings, start_ms: int, end_ms: int, family: str = METRICS) -> str:
-    """Comma-separated monthly indices covering [start_ms, end_ms): reads touch only the months they need."""
+    """Comma-separated monthly indices of `family` (metrics-apm, errors-apm) covering [start_ms, end_ms): reads
+    touch only the months they need."""
     names: list[str] = []
     year, month = time.gmtime(start_ms / 1000)[:2]
     last = time.gmtime(max(start_ms, end_ms - 1) / 1000)[:2]

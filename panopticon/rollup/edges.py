@@ -51,7 +51,7 @@ from panopticon.model.histogram import Histogram
 from panopticon.model.times import iso_ms, iso_to_ms, now_ms
 from panopticon.rollup import documents as docs
 from panopticon.rollup.aggregate import Aggregate
-from panopticon.rollup.job import Kind, RunResult, Stored, _check_stored
+from panopticon.rollup.job import Kind, RunResult, Stored, check_stored
 from panopticon.rollup.read import ReadLimit, TimeLeft, tier_segments
 from panopticon.rollup.windows import HOUR_MS, MINUTE_MS, floor_to, hours_of, runs
 from panopticon.storage import SearchStore
@@ -417,7 +417,7 @@ def _write(store: SearchStore, tier: str, windows: dict[int, dict[EdgeKey, Aggre
         for window, key_id, body in items[start:start + BULK_DOCS]:
             by_index.setdefault(index_of(store, window), []).append((key_id, body))
         for index, chunk in by_index.items():
-            _check_stored(store.index_many(index, chunk))
+            check_stored(store.index_many(index, chunk))
     return len(items)
 
 

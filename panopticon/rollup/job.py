@@ -144,12 +144,13 @@ def write_rows(store: SearchStore, tier: str, windows: dict[int, dict[Key, Row]]
     for start in range(0, len(items), BULK_DOCS):
         chunk = items[start:start + BULK_DOCS]
         for index, group in groupby(chunk, key=lambda item: docs.metrics_index(store.settings, item[2])):
-            _check_stored(store.index_many(index, [(doc_id, body) for doc_id, body, _ in group]))
+            check_stored(store.index_many(index, [(doc_id, body) for doc_id, body, _ in group]))
         written += len(chunk)
     return written
 
 
-def _check_stored(results: list[BulkItem]) -> None:
+def check_stored(results: list[BulkItem]) -> None:
+    """Raise unless the engine stored every rollup document (EngineUnavailable when retrying may help)."""
     failed = [item for item in results if item.status not in (200, 201)]
     if failed:
         first = failed[0]
@@ -329,6 +330,8 @@ class Kind:
     # other spans of their trace, so a span stored late dirties the windows of its whole trace.
     scan: Callable[[SearchStore, int, int, int, dict[str, Any] | None],
                    tuple[list[Stored], dict[str, Any] | None]] | None = None
+    # The Settings field of how long the raw documents are kept: older windows are never rolled again.
+    retention_setting: str = "traces_retention_days"
 
 
 REQUESTS = Kind("requests", PROGRESS_ID, TRACES, ({"term": {"is_request": True}},), roll_windows)
@@ -353,7 +356,7 @@ def roll_due(store: SearchStore, now: int | None = None, kind: Kind | None = Non
         found, after = kind.scan(store, mark, cut, settings.rollup_max_windows_per_run, progress.after)
     else:
         found, after = scan_stored(store, mark, cut, settings.rollup_max_windows_per_run, progress.after, kind)
-    oldest_kept = floor_to(now - settings.traces_retention_days * DAY_MS, width)
+    oldest_kept = floor_to(now - int(getattr(settings, kind.retention_setting)) * DAY_MS, width)
     kept = [w for w in found if w.window_ms >= oldest_kept]
     result.skipped_expired = len(found) - len(kept)
     settle_ms = settings.settle_seconds * 1000
@@ -390,7 +393,8 @@ def backfill(store: SearchStore, start_ms: int, end_ms: int, now: int | None = N
 # --- retention ------------------------------------------------------------------------------------
 def expired_indices(names: Iterable[str], prefix: str, now: int, retention_days: int,
                     family: str = METRICS) -> list[str]:
-    """Monthly indices of `family` (metrics-apm, edges-apm) whose whole month is older than the retention (pure)."""
+    """Monthly indices of `family` (metrics-apm, edges-apm, errors-apm) whose whole month is older than the retention
+    (pure)."""
     cutoff = now - retention_days * 86_400_000
     out = []
     stem = f"{prefix}{family}-"

@@ -7,6 +7,7 @@ make a window dirty, how it rolls windows) and it is listed here; `rollup_due` r
 from __future__ import annotations
 
 from panopticon.rollup.edges import EDGES_KIND
+from panopticon.rollup.errors import ERRORS_KIND
 from panopticon.rollup.job import REQUESTS, Kind
 
-KINDS: tuple[Kind, ...] = (REQUESTS, EDGES_KIND)
+KINDS: tuple[Kind, ...] = (REQUESTS, EDGES_KIND, ERRORS_KIND)

@@ -16,7 +16,7 @@ from celery import current_app, shared_task
 
 from panopticon import flow
 from panopticon.model.times import now_ms, parse_time
-from panopticon.rollup import job
+from panopticon.rollup import errors, job
 from panopticon.rollup.kinds import KINDS
 from panopticon.rollup.windows import floor_to
 from panopticon.settings import Settings
@@ -66,4 +66,5 @@ def rollup_window(minute: str | int | float) -> dict[str, Any]:
 
 @shared_task(name=flow.ROLLUP_RETENTION, acks_late=True)
 def rollup_retention() -> list[str]:
-    return job.drop_expired(_store())
+    store = _store()
+    return [*job.drop_expired(store), *errors.drop_expired(store)]

@@ -2,7 +2,7 @@
 
 from panopticon.storage.engines import EngineInfo
 from panopticon.storage.store import BulkItem, SearchStore, iter_hits, open_store
-from panopticon.storage.templates import EDGES, LOGS, METRICS, STATE, TRACES
+from panopticon.storage.templates import ALERTS, EDGES, ERROR_GROUPS, ERRORS, LOGS, METRICS, STATE, TRACES
 
-__all__ = ["BulkItem", "EDGES", "EngineInfo", "LOGS", "METRICS", "STATE", "SearchStore", "TRACES", "iter_hits",
-           "open_store"]
+__all__ = ["ALERTS", "BulkItem", "EDGES", "ERRORS", "ERROR_GROUPS", "EngineInfo", "LOGS", "METRICS", "STATE",
+           "SearchStore", "TRACES", "iter_hits", "open_store"]

@@ -62,9 +62,13 @@ class SearchStore:
         self._ensure_retention()
         for name, body in templates.index_templates(self.settings, self.engine.name).items():
             self.transport.request("PUT", f"/_index_template/{name}", body=body)
-        for stream in (templates.LOGS, templates.TRACES):
+        for stream, mappings in templates.DATA_STREAM_MAPPINGS.items():
             self._ensure_data_stream(self.name(stream))
-        self._ensure_index(self.name(templates.STATE), templates.STATE_MAPPINGS)
+            # A data stream made by an earlier version keeps its backing indices' mapping: fields added since
+            # (the error group of a log) are added to it, or a strict mapping would refuse every new document.
+            self.transport.request("PUT", f"/{self.name(stream)}/_mapping", body=mappings)
+        for index, mappings in templates.PLAIN_INDICES.items():
+            self._ensure_index(self.name(index), mappings)
 
     def _ensure_data_stream(self, name: str) -> None:
         try:
@@ -145,6 +149,13 @@ class SearchStore:
             middle = len(items) // 2
             return self._bulk_request(index, op, items[:middle]) + self._bulk_request(index, op, items[middle:])
         return _bulk_items(items, answer, op)
+
+    def get_many(self, index: str, doc_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """{id: source} of the documents of `index` that exist among `doc_ids` (one `_mget`)."""
+        if not doc_ids:
+            return {}
+        answer = self.transport.request("POST", f"/{index}/_mget", body={"ids": list(doc_ids)})
+        return {doc["_id"]: doc["_source"] for doc in answer.get("docs", []) if doc.get("found")}
 
     def existing_ids(self, stream: str, doc_ids: Sequence[str]) -> set[str]:
         """Which of these ids a data stream already holds, in any of its backing indices (a replay check)."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from panopticon.flow import EDGES, LOGS, METRICS, STATE, TRACES
+from panopticon.flow import ALERTS, EDGES, ERROR_GROUPS, ERRORS, LOGS, METRICS, STATE, TRACES
 from panopticon.settings import Settings
 
-__all__ = ["EDGES", "LOGS", "METRICS", "STATE", "TRACES", "index_templates", "retention_days", "retention_policy_names"]
+__all__ = ["ALERTS", "EDGES", "ERRORS", "ERROR_GROUPS", "LOGS", "METRICS", "STATE", "TRACES", "index_templates",
+           "retention_days", "retention_policy_names"]
 
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
 _DATE = {"type": "date", "format": "strict_date_optional_time||epoch_millis"}
@@ -74,6 +75,11 @@ LOGS_MAPPINGS: dict[str, Any] = {
         "event_id": _KEYWORD,
         "attributes": _OPAQUE,
         "ingested_at": _DATE,
+        # ERROR/FATAL logs only: the error group (processing/fingerprint.py), and whether this log opened it.
+        "fingerprint": _KEYWORD,
+        "error_type": _KEYWORD,
+        "endpoint": _KEYWORD,
+        "new_group": {"type": "boolean"},
         "kafka": {
             "properties": {
                 "topic": _KEYWORD,
@@ -127,6 +133,79 @@ EDGES_MAPPINGS: dict[str, Any] = {
     },
 }
 
+_STORED_TEXT = {"type": "text", "index": False}  # kept to show, never searched
+
+ERRORS_MAPPINGS: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "@timestamp": _DATE,  # the window (or hour) start
+        "key": _KEYWORD,  # the document id, repeated: a unique sort key for paging
+        "tier": _KEYWORD,
+        "fingerprint": _KEYWORD,
+        "service_name": _KEYWORD,
+        "environment": _KEYWORD,
+        "endpoint": _KEYWORD,
+        "count": {"type": "long"},
+        "first_seen": _DATE,
+        "last_seen": _DATE,
+        "message": _STORED_TEXT,  # the newest message of the window
+        "error_type": _KEYWORD,
+        "level": _KEYWORD,
+        "samples": _KEYWORD,  # trace ids of the newest occurrences
+        "updated_at": _DATE,
+    },
+}
+
+ERROR_GROUPS_MAPPINGS: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "fingerprint": _KEYWORD,
+        "service_name": _KEYWORD,
+        "first_event_id": _KEYWORD,  # the log that opened the group: the one stored with new_group=true
+        "first_seen": _DATE,
+        "registered_at": _DATE,
+        "message": _STORED_TEXT,
+        "error_type": _KEYWORD,
+    },
+}
+
+ALERTS_MAPPINGS: dict[str, Any] = {
+    "dynamic": "strict",
+    "properties": {
+        "kind": _KEYWORD,  # state (one per rule), change (one per state change), delivery (one per change and target)
+        "rule": _KEYWORD,
+        "rule_type": _KEYWORD,
+        "state": _KEYWORD,
+        "previous": _KEYWORD,
+        "at": _DATE,
+        "since": _DATE,
+        "active_since": _DATE,
+        "evaluated_at": _DATE,
+        "value": {"type": "double"},
+        "threshold": {"type": "double"},
+        "comparison": _KEYWORD,
+        "severity": _KEYWORD,
+        "summary": _STORED_TEXT,
+        "description": _STORED_TEXT,
+        "receivers": _KEYWORD,
+        "service_name": _KEYWORD,
+        "environment": _KEYWORD,
+        "endpoint": _KEYWORD,
+        "seq": {"type": "long"},
+        "change_id": _KEYWORD,
+        "target": _KEYWORD,
+        "status": _KEYWORD,
+        "attempts": {"type": "integer"},
+        "next_attempt_at": _DATE,
+        "last_error": _STORED_TEXT,
+        "detail": _OPAQUE,
+        "links": _OPAQUE,
+        "labels": _OPAQUE,
+        "created_at": _DATE,
+        "updated_at": _DATE,
+    },
+}
+
 STATE_MAPPINGS: dict[str, Any] = {
     "dynamic": False,
     "properties": {"updated_at": _DATE},
@@ -157,7 +236,14 @@ def index_templates(settings: Settings, engine: str) -> dict[str, dict[str, Any]
         name(TRACES): template(f"{name(TRACES)}*", TRACES_MAPPINGS, data_stream=True, policy=policies.get(TRACES)),
         name(METRICS): template(f"{name(METRICS)}-*", METRICS_MAPPINGS, data_stream=False, policy=None),
         name(EDGES): template(f"{name(EDGES)}-*", EDGES_MAPPINGS, data_stream=False, policy=None),
+        name(ERRORS): template(f"{name(ERRORS)}-*", ERRORS_MAPPINGS, data_stream=False, policy=None),
     }
+
+
+# Plain indices created at set-up (one each; not time-based): what each holds.
+PLAIN_INDICES: dict[str, dict[str, Any]] = {STATE: STATE_MAPPINGS, ERROR_GROUPS: ERROR_GROUPS_MAPPINGS,
+                                            ALERTS: ALERTS_MAPPINGS}
+DATA_STREAM_MAPPINGS: dict[str, dict[str, Any]] = {LOGS: LOGS_MAPPINGS, TRACES: TRACES_MAPPINGS}
 
 
 def retention_policy_names(settings: Settings) -> dict[str, str]:
@@ -166,7 +252,7 @@ def retention_policy_names(settings: Settings) -> dict[str, str]:
 
 def retention_days(settings: Settings) -> dict[str, int]:
     return {LOGS: settings.logs_retention_days, TRACES: settings.traces_retention_days,
-            METRICS: settings.metrics_retention_days}
+            METRICS: settings.metrics_retention_days, ERRORS: settings.metrics_retention_days}
 
 
 def ilm_policy(days: int) -> dict[str, Any]:

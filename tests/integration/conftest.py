@@ -81,6 +81,7 @@ def own_namespace(stack: Settings) -> Iterator[Settings]:
         kafka_consumer_group=f"{ns}-bridge",
         celery_queue=f"{ns}-queue",
         celery_rollup_queue=f"{ns}-rollup",
+        celery_alerts_queue=f"{ns}-alerts",
         metrics_cache_prefix=f"{ns}:metrics:",
         error_channel=f"{ns}:error-logs",
         bridge_metrics_port=0,

@@ -48,6 +48,10 @@ class ProcessGroup:
             "rollup": [sys.executable, "-m", "celery", "-A", "panopticon", "worker", "--loglevel", "INFO",
                        "--concurrency", "1", "--without-mingle", "--without-gossip", "-Q",
                        settings.celery_rollup_queue, "-n", f"{settings.celery_rollup_queue}-{len(self.running)}@%h"],
+            # As the Procfile's `alerts` (evaluation and notifications, on CELERY_ALERTS_QUEUE).
+            "alerts": [sys.executable, "-m", "celery", "-A", "panopticon", "worker", "--loglevel", "INFO",
+                       "--concurrency", "2", "--without-mingle", "--without-gossip", "-Q",
+                       settings.celery_alerts_queue, "-n", f"{settings.celery_alerts_queue}-{len(self.running)}@%h"],
             "beat": [sys.executable, "-m", "celery", "-A", "panopticon", "beat", "--loglevel", "INFO",
                      "--schedule", str(self.logs / f"beat-{len(self.running)}")],
             "relay": [sys.executable, "-m", "panopticon.errorstream"],

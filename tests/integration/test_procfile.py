@@ -51,13 +51,14 @@ def checks(settings: Settings, log: Path) -> dict[str, object]:
         "relay": lambda: log_has(log, "relay"),
         "worker": lambda: log_has(log, " ready."),
         "rollup": lambda: log_has(log, " ready."),
+        "alerts": lambda: log_has(log, " ready."),
         "beat": lambda: log_has(log, "beat: Starting"),
         "flower": lambda: http_ok(f"http://127.0.0.1:{settings.flower_port}/healthcheck"),
     }
 
 
 def test_procfile_names_the_expected_processes() -> None:
-    assert {"web", "ws", "bridge", "worker", "rollup", "beat", "flower", "otlp"} <= set(procfile())
+    assert {"web", "ws", "bridge", "worker", "rollup", "alerts", "beat", "flower", "otlp"} <= set(procfile())
 
 
 @pytest.mark.parametrize("name", sorted(procfile()))

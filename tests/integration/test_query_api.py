@@ -442,7 +442,7 @@ def test_without_redis_the_cache_is_off(namespace: Settings, store: SearchStore,
 
 PATH_SAMPLES = {"traceId": "abc", "serviceName": "gateway", "endpointName": "/api/products",
                 "name": "swagger-ui.css", "asset": "js/main.js", "service": "gateway", "traceID": "abc",
-                "file": "traces/abc"}
+                "file": "traces/abc", "fingerprint": "0123456789abcdef"}
 # The dashboard's page shell and static files hold no data: they load without a token, so the page can ask for one;
 # so do the Zipkin UI's (its API calls need the token).
 NO_TOKEN = ("health.healthz", "health.readyz", "dashboard.index", "dashboard.asset", "lens.index", "lens.config",

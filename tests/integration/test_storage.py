@@ -16,7 +16,18 @@ import pytest
 
 from panopticon.exceptions import EngineRejected, EngineUnavailable, StorageError
 from panopticon.settings import Settings
-from panopticon.storage import LOGS, METRICS, STATE, TRACES, SearchStore, open_store, templates
+from panopticon.storage import (
+    ALERTS,
+    ERROR_GROUPS,
+    ERRORS,
+    LOGS,
+    METRICS,
+    STATE,
+    TRACES,
+    SearchStore,
+    open_store,
+    templates,
+)
 
 
 def _has_data_streams(store: SearchStore) -> bool:
@@ -69,7 +80,31 @@ def test_setup_creates_templates_and_data_streams(store: SearchStore) -> None:
         assert [d["name"] for d in answer["data_streams"]] == [store.name(stream)]
     templates = store.transport.request("GET", f"/_index_template/{store.settings.index_prefix}*")
     names = {t["name"] for t in templates["index_templates"]}
-    assert names == {store.name(LOGS), store.name(TRACES), store.name(METRICS)}
+    assert names == {store.name(LOGS), store.name(TRACES), store.name(METRICS), store.name(ERRORS)}
+    for index in (STATE, ERROR_GROUPS, ALERTS):
+        assert store.transport.request("GET", f"/{store.name(index)}/_mapping"), index
+
+
+def test_setup_adds_new_fields_to_a_data_stream_made_before_them(store: SearchStore) -> None:
+    """A logs-apm made by an earlier version (no error-group fields, strict) takes ERROR logs after set-up."""
+    _needs_data_streams(store)
+    old = store.settings.replace(index_prefix=store.settings.index_prefix + "old-")
+    before = open_store(old)
+    try:
+        mappings = {k: v for k, v in templates.LOGS_MAPPINGS["properties"].items()
+                    if k not in ("fingerprint", "error_type", "endpoint", "new_group")}
+        before.transport.request("PUT", f"/_index_template/{before.name(LOGS)}", body={
+            "index_patterns": [f"{before.name(LOGS)}*"], "data_stream": {}, "priority": 200,
+            "template": {"mappings": {"dynamic": "strict", "properties": mappings}}})
+        before.transport.request("PUT", f"/_data_stream/{before.name(LOGS)}")
+        before.ensure_setup()
+        document = {"@timestamp": "2026-01-01T00:00:00.000Z", "level": "ERROR", "fingerprint": "0123456789abcdef",
+                    "new_group": True, "error_type": "KeyError", "endpoint": "GET /x"}
+        results = before.create_many(LOGS, [("e1", orjson.dumps(document))])
+        assert results[0].status == 201, results
+    finally:
+        before.delete_namespace()
+        before.close()
 
 
 def test_setup_twice_is_harmless(store: SearchStore) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from panopticon.model import LEVELS, is_error_level
 from panopticon.model.histogram import bucket_index
+from panopticon.processing.fingerprint import identify
 from panopticon.processing.schemas import Decoded, Rejected, decode_log, decode_span
 
 NOW = 1_714_564_800_000  # 2024-05-01T12:00:00Z
@@ -61,6 +62,13 @@ LOG_KEYS = {
     "@timestamp", "timestamp", "service_name", "environment", "level", "level_num", "message", "trace_id",
     "span_id", "attributes", "event_id", "ingested_at", "kafka",
 }
+# An ERROR/FATAL log also carries its error group (processing/fingerprint.py).
+ERROR_FIELDS = {"fingerprint", "error_type", "endpoint"}
+
+
+def log_keys(document: dict) -> set[str]:
+    """The fields a log document must have: the contract's, and the error group's for ERROR/FATAL."""
+    return LOG_KEYS | ERROR_FIELDS if document.get("level") in ("ERROR", "FATAL") else LOG_KEYS
 
 
 def span(raw: bytes | Any, **overrides: Any) -> Decoded | Rejected:
@@ -296,6 +304,9 @@ def test_log_document_has_exactly_the_contract_fields() -> None:
         "event_id": None,
         "ingested_at": "2024-05-01T12:00:00.000Z",
         "kafka": {"topic": "apm.logs", "partition": 2, "offset": 17},
+        "fingerprint": identify("checkout", "payment failed", {"order": 7}).fingerprint,
+        "error_type": None,
+        "endpoint": None,
     })
     assert is_error_level(result.document["level"])
 
@@ -316,7 +327,7 @@ def test_log_document_has_exactly_the_contract_fields() -> None:
 ])
 def test_valid_log_variants(changes: dict, field: str, expected: Any) -> None:
     document = decoded(log(changed(LOG, **changes)))
-    assert set(document) == LOG_KEYS
+    assert set(document) == log_keys(document)
     assert document[field] == expected
 
 
@@ -398,7 +409,8 @@ def check(result: Decoded | Rejected, keys: set[str]) -> None:
         assert "internal error" not in result.reason
     else:
         assert isinstance(result, Decoded) and result.doc_id
-        assert set(result.document) - {"http"} == keys
+        expected = log_keys(result.document) if keys is LOG_KEYS else keys
+        assert set(result.document) - {"http"} == expected
         orjson.dumps(result.document)
 
 
