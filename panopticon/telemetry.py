@@ -32,6 +32,10 @@ _SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 # --- ingest (bridge) ----------------------------------------------------------------------------------
 MESSAGES_CONSUMED = Counter(
     "panopticon_messages_consumed_total", "Kafka messages read by the bridge.", ["stream"], registry=REGISTRY)
+MESSAGES_REDELIVERED = Counter(
+    "panopticon_messages_redelivered_total",
+    "Messages the Kafka consumer delivered a second time, at an offset the bridge had already taken since the "
+    "partition was assigned; skipped (they are in a batch already).", registry=REGISTRY)
 BYTES_CONSUMED = Counter(
     "panopticon_bytes_consumed_total", "Bytes of Kafka message values read by the bridge.", ["stream"],
     registry=REGISTRY)

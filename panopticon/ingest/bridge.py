@@ -168,6 +168,9 @@ class Bridge:
         # Messages and bytes consumed per stream in this step, added to the Prometheus counters once
         # per step: two labelled increments per message were a fifth of the bridge's CPU (see bench/).
         self._consumed: dict[str, list[int]] = {}
+        # Per partition, the offset after the last message taken since it was assigned (see `_accept`).
+        self._next_offset: dict[TP, int] = {}
+        self._redelivered = 0
         self._last_commit = time.monotonic()
         self._last_results = 0.0
         self._last_report = time.monotonic()
@@ -252,6 +255,7 @@ class Bridge:
     def _accept(self, messages: list[Any]) -> None:
         """Into the batcher, in arrival order; the per-message work is kept to what it must be (hot loop)."""
         add, stream_of, ready, consumed = self.batcher.add, self._stream_of, self.ready, self._consumed
+        next_offset = self._next_offset
         count = size = 0
         for message in messages:
             error = message.error()
@@ -260,7 +264,13 @@ class Bridge:
                 continue
             value = message.value() or b""
             topic, partition, offset = message.topic(), message.partition(), message.offset()
-            self.offsets.seen((topic, partition), offset)
+            tp = (topic, partition)
+            expected = next_offset.get(tp)
+            if expected is not None and offset < expected:
+                self._redelivered += 1  # in a batch already: taking it again would overlap two batches
+                continue
+            next_offset[tp] = offset + 1
+            self.offsets.seen(tp, offset)
             stream = stream_of[topic]
             counts = consumed.get(stream)
             if counts is None:
@@ -287,6 +297,10 @@ class Bridge:
             telemetry.MESSAGES_CONSUMED.labels(stream).inc(messages)
             telemetry.BYTES_CONSUMED.labels(stream).inc(size)
         self._consumed.clear()
+        if self._redelivered:
+            telemetry.MESSAGES_REDELIVERED.inc(self._redelivered)
+            log.info("skipped %d messages the consumer delivered again (already in a batch)", self._redelivered)
+            self._redelivered = 0
 
     # --- hand-off -----------------------------------------------------------------------------------
     def _send_ready(self) -> None:
@@ -550,6 +564,7 @@ class Bridge:
             key = (tp.topic, tp.partition)
             offset, replay_below = committed.get(key, (None, 0))
             self.assigned.add(key)
+            self._next_offset.pop(key, None)
             # Reading may not resume at `offset` (a topic recreated, retention passed it): the tracker starts
             # from the first offset read instead.
             self.offsets.assign(key, None, replay_below)
@@ -593,6 +608,7 @@ class Bridge:
         self.assigned -= gone
         for tp in gone:
             self.offsets.revoke(tp)
+            self._next_offset.pop(tp, None)
             self.committed.pop(tp, None)
             self._reserving.pop(tp, None)
         self.batcher.drop_partitions(gone)

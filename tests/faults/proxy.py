@@ -3,7 +3,7 @@
 - `reject_ratio`: answers 429 for a share of items, as a busy node does (`es_rejected_execution_exception`
   per item, the bulk request itself 200). The rejected items are cut out of the request before it is
   forwarded, so the engine never sees them, and a 429 item is put back in their place in the answer. The
-  proxy counts, per document id, how often it saw the id and how often it refused it: a pipeline that
+  proxy counts, per (index, document id), how often it saw the id and how often it refused it: a pipeline that
   retries only what was refused sees every id exactly `1 + refusals` times.
 - `refuse_marker`: refuses a whole bulk request (400, as for a mapping error on the request) whenever its
   body contains these bytes: one poison document takes its whole batch down with it.
@@ -37,8 +37,8 @@ class BulkRejectingProxy:
         self.refused_requests = 0
         self.delayed_requests = 0
         self.rng = random.Random(seed)
-        self.seen: Counter[str] = Counter()
-        self.refused: Counter[str] = Counter()
+        self.seen: Counter[tuple[str, str]] = Counter()
+        self.refused: Counter[tuple[str, str]] = Counter()
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -56,23 +56,25 @@ class BulkRejectingProxy:
         self.server.shutdown()
         self.server.server_close()
 
-    def _choose(self, doc_ids: list[str]) -> set[int]:
-        """Positions to refuse, counted per id under the lock (handler threads run at once)."""
+    def _choose(self, index: str, doc_ids: list[str]) -> set[int]:
+        """Positions to refuse, counted per (index, id) under the lock (handler threads run at once)."""
         with self.lock:
             refused = {i for i in range(len(doc_ids)) if self.rng.random() < self.reject_ratio}
-            self.seen.update(doc_ids)
-            self.refused.update(doc_ids[i] for i in refused)
+            self.seen.update((index, doc_id) for doc_id in doc_ids)
+            self.refused.update((index, doc_ids[i]) for i in refused)
         return refused
 
-    def rewrite_bulk(self, body: bytes) -> tuple[bytes, list[tuple[str, str]], set[int]]:
-        """(body without the refused items, (op, id) of every item, positions refused)."""
+    def rewrite_bulk(self, body: bytes, index: str = "") -> tuple[bytes, list[tuple[str, str]], set[int]]:
+        """(body without the refused items, (op, id) of every item, positions refused). `index` is the one the
+        request's path names (`/{index}/_bulk`), else the action lines'."""
         lines = [line for line in body.split(b"\n") if line]
         pairs = [(lines[i], lines[i + 1]) for i in range(0, len(lines), 2)]
         items = []
         for action, _source in pairs:
             (op, meta), = orjson.loads(action).items()
             items.append((op, meta["_id"]))
-        refused = self._choose([doc_id for _op, doc_id in items])
+            index = index or meta.get("_index", "")
+        refused = self._choose(index, [doc_id for _op, doc_id in items])
         kept = [b"%s\n%s\n" % pair for i, pair in enumerate(pairs) if i not in refused]
         return b"".join(kept), items, refused
 
@@ -104,7 +106,8 @@ class BulkRejectingProxy:
                 items: list[tuple[str, str]] = []
                 refused: set[int] = set()
                 if bulk:
-                    body, items, refused = proxy.rewrite_bulk(body)
+                    segments = path.strip("/").split("/")
+                    body, items, refused = proxy.rewrite_bulk(body, segments[0] if len(segments) == 2 else "")
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 if bulk and not body:
                     status, answer, out_headers = 200, orjson.dumps({"errors": False, "items": []}), {}

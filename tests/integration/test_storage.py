@@ -18,6 +18,7 @@ from panopticon.exceptions import EngineRejected, EngineUnavailable, StorageErro
 from panopticon.settings import Settings
 from panopticon.storage import (
     ALERTS,
+    EDGES,
     ERROR_GROUPS,
     ERRORS,
     LOGS,
@@ -80,7 +81,8 @@ def test_setup_creates_templates_and_data_streams(store: SearchStore) -> None:
         assert [d["name"] for d in answer["data_streams"]] == [store.name(stream)]
     templates = store.transport.request("GET", f"/_index_template/{store.settings.index_prefix}*")
     names = {t["name"] for t in templates["index_templates"]}
-    assert names == {store.name(LOGS), store.name(TRACES), store.name(METRICS), store.name(ERRORS)}
+    assert names == {store.name(LOGS), store.name(TRACES), store.name(METRICS), store.name(EDGES),
+                     store.name(ERRORS)}
     for index in (STATE, ERROR_GROUPS, ALERTS):
         assert store.transport.request("GET", f"/{store.name(index)}/_mapping"), index
 
