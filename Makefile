@@ -91,7 +91,7 @@ test-elasticsearch: venv stack-up
 # Benchmarks against the ceiling of this machine (not part of `make test`; 20 to 25 minutes on 2 cores, on a quiet
 # machine): writes bench/results/latest.json, summary.md, perf_table.md (the README's performance table) and PNG
 # charts. Sections: ingest, errors, memory, compare (the pipeline of BENCH_BEFORE_REF against the working tree),
-# query, otlp, dashboard; `python -m bench --help` for one section.
+# query, otlp, dashboard, dependencies, alerts; `python -m bench --help` for one section.
 BENCH_BEFORE_REF ?= dd27c21
 bench: venv stack-up browser
 	$(BIN)/python -m bench --before-ref $(BENCH_BEFORE_REF)
