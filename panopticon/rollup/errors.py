@@ -31,7 +31,7 @@ from panopticon.flow import ERRORS, LOGS
 from panopticon.model.times import iso_ms, iso_to_ms, now_ms
 from panopticon.rollup import documents as docs
 from panopticon.rollup.job import Kind, RunResult, check_stored, expired_indices, get_mark
-from panopticon.rollup.read import TimeLeft, tier_segments
+from panopticon.rollup.read import TimeLeft, stored_since_by_window, tier_segments
 from panopticon.rollup.windows import HOUR_MS, MINUTE_MS, hours_of, runs
 from panopticon.settings import Settings
 from panopticon.storage import SearchStore
@@ -43,7 +43,6 @@ GROUP_PAGE = 100  # groups per page when reading (each with its trend and top te
 SAMPLES = 3  # trace ids kept per document
 TOP_TERMS = 10  # services / environments / endpoints shown per group
 BULK_DOCS = 500
-UNROLLED_PAGE = 1000
 MAX_MESSAGE_CHARS = 2000
 
 
@@ -305,23 +304,9 @@ def scope_filters(service: str | None, environment: str | None, fingerprint: str
 def unrolled_windows(store: SearchStore, *, service: str | None, environment: str | None, fingerprint: str | None,
                      start_ms: int, end_ms: int, mark_ms: int, time_left: TimeLeft | None = None) -> dict[int, int]:
     """{window: error logs stored at or after `mark_ms`} for the windows of [start_ms, end_ms) in this scope."""
-    width = store.settings.rollup_bucket_minutes * MINUTE_MS
-    filters = [*SCAN_FILTERS, *scope_filters(service, environment, fingerprint),
-               {"range": {"ingested_at": {"gte": mark_ms, "format": "epoch_millis"}}},
-               {"range": {"@timestamp": {"gte": start_ms, "lt": end_ms, "format": "epoch_millis"}}}]
-    composite: dict[str, Any] = {"size": UNROLLED_PAGE, "sources": [
-        {"window": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{width}ms"}}}]}
-    body = {"size": 0, "track_total_hits": False, "query": {"bool": {"filter": filters}},
-            "aggs": {"windows": {"composite": composite}}}
-    out: dict[int, int] = {}
-    while True:
-        answer = store.search(store.name(LOGS), body, timeout=time_left() if time_left else None)
-        found = (answer.get("aggregations") or {}).get("windows") or {}
-        for bucket in found.get("buckets", []):
-            out[int(bucket["key"]["window"])] = int(bucket["doc_count"])
-        if len(found.get("buckets", [])) < UNROLLED_PAGE or not found.get("after_key"):
-            return out
-        composite["after"] = found["after_key"]
+    return stored_since_by_window(store, store.name(LOGS), [*SCAN_FILTERS, *scope_filters(service, environment,
+                                                                                           fingerprint)],
+                                  start_ms=start_ms, end_ms=end_ms, mark_ms=mark_ms, time_left=time_left)
 
 
 def segment_filter(segments: list[tuple[str, int, int]], skip: frozenset[int]) -> dict[str, Any]:

@@ -184,22 +184,30 @@ def unrolled_windows(store: SearchStore, *, service: str | None, environment: st
     Those requests are not in the rollups yet, so their windows must be read raw. The search reads only
     spans stored since the mark (usually the last minutes), whatever the range.
     """
-    window_ms = store.settings.rollup_bucket_minutes * MINUTE_MS
-    filters: list[dict[str, Any]] = [
-        {"term": {"is_request": True}},
-        {"range": {"ingested_at": {"gte": mark_ms, "format": "epoch_millis"}}},
-        {"range": {"@timestamp": {"gte": start_ms, "lt": end_ms, "format": "epoch_millis"}}},
-    ]
+    filters: list[dict[str, Any]] = [{"term": {"is_request": True}}]
     for name, value in (("service_name", service), ("environment", environment), ("endpoint", endpoint)):
         if value is not None:
             filters.append({"term": {name: value}})
+    return stored_since_by_window(store, store.name(TRACES), filters, start_ms=start_ms, end_ms=end_ms,
+                                  mark_ms=mark_ms, time_left=time_left)
+
+
+def stored_since_by_window(store: SearchStore, index: str, filters: list[dict[str, Any]], *, start_ms: int,
+                           end_ms: int, mark_ms: int, time_left: TimeLeft | None = None) -> dict[int, int]:
+    """{window start: documents of `index` matching `filters` stored at or after `mark_ms`} for the windows of
+    [start_ms, end_ms): what a rollup kind with that mark does not include yet. Every kind reads its own
+    documents with this one composite aggregation, paged."""
+    window_ms = store.settings.rollup_bucket_minutes * MINUTE_MS
     composite: dict[str, Any] = {"size": UNROLLED_PAGE, "sources": [
         {"window": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{window_ms}ms"}}}]}
-    body = {"size": 0, "track_total_hits": False, "query": {"bool": {"filter": filters}},
-            "aggs": {"windows": {"composite": composite}}}
+    body = {"size": 0, "track_total_hits": False, "query": {"bool": {"filter": [
+        *filters,
+        {"range": {"ingested_at": {"gte": mark_ms, "format": "epoch_millis"}}},
+        {"range": {"@timestamp": {"gte": start_ms, "lt": end_ms, "format": "epoch_millis"}}},
+    ]}}, "aggs": {"windows": {"composite": composite}}}
     out: dict[int, int] = {}
     while True:
-        answer = store.search(store.name(TRACES), body, timeout=time_left() if time_left else None)
+        answer = store.search(index, body, timeout=time_left() if time_left else None)
         found = (answer.get("aggregations") or {}).get("windows") or {}
         buckets = found.get("buckets", [])
         for bucket in buckets:
