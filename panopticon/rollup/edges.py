@@ -51,9 +51,9 @@ from panopticon.model.histogram import Histogram
 from panopticon.model.times import iso_ms, iso_to_ms, now_ms
 from panopticon.rollup import documents as docs
 from panopticon.rollup.aggregate import Aggregate
-from panopticon.rollup.job import Kind, RunResult, Stored, check_stored
+from panopticon.rollup.job import Kind, RunResult, Stored, check_stored, roll_in_runs
 from panopticon.rollup.read import ReadLimit, TimeLeft, tier_segments
-from panopticon.rollup.windows import HOUR_MS, MINUTE_MS, floor_to, hours_of, runs
+from panopticon.rollup.windows import HOUR_MS, MINUTE_MS, floor_to
 from panopticon.storage import SearchStore
 
 PROGRESS_ID = "rollup-progress-edges"
@@ -443,16 +443,8 @@ def _roll_hour(store: SearchStore, hour_ms: int, now: int) -> int:
 
 def roll_edge_windows(store: SearchStore, windows: Iterable[int], now: int, result: RunResult) -> None:
     """`Kind.roll` of the service map: these windows again, whole, then their hours."""
-    width = store.settings.rollup_bucket_minutes * MINUTE_MS
-    chosen = sorted(set(windows))
-    for start, end in runs(chosen, width, within_hour=True):
-        result.documents += _roll_span(store, start, end, now)
-    result.windows.extend(chosen)
-    for hour in hours_of(chosen):
-        result.documents += _roll_hour(store, hour, now)
-        result.hours.append(hour)
-    if chosen:
-        store.refresh(indices_of(store, chosen[0], chosen[-1] + width))
+    roll_in_runs(store, windows, now, result, roll_span=_roll_span, roll_hour=_roll_hour,
+                 indices=lambda start, end: indices_of(store, start, end))
 
 
 def backfill(store: SearchStore, start_ms: int, end_ms: int, now: int | None = None) -> RunResult:

@@ -30,9 +30,9 @@ import orjson
 from panopticon.flow import ERRORS, LOGS
 from panopticon.model.times import iso_ms, iso_to_ms, now_ms
 from panopticon.rollup import documents as docs
-from panopticon.rollup.job import Kind, RunResult, check_stored, expired_indices, get_mark
+from panopticon.rollup.job import Kind, RunResult, check_stored, expired_indices, get_mark, roll_in_runs
 from panopticon.rollup.read import TimeLeft, stored_since_by_window, tier_segments
-from panopticon.rollup.windows import HOUR_MS, MINUTE_MS, hours_of, runs
+from panopticon.rollup.windows import HOUR_MS, MINUTE_MS
 from panopticon.settings import Settings
 from panopticon.storage import SearchStore
 
@@ -265,15 +265,9 @@ def roll_error_windows(store: SearchStore, windows: list[int], now: int, result:
     settings = store.settings
     width = settings.rollup_bucket_minutes * MINUTE_MS
     tier = docs.minute_tier(settings.rollup_bucket_minutes)
-    chosen = sorted(set(windows))
-    for start, end in runs(chosen, width, within_hour=True):
-        result.documents += write_rows(store, tier, aggregate_windows(store, start, end, width), now)
-    result.windows.extend(chosen)
-    for hour in hours_of(chosen):
-        result.documents += roll_hour(store, hour, now)
-        result.hours.append(hour)
-    if chosen:
-        store.refresh(errors_indices(settings, chosen[0], chosen[-1] + width))
+    roll_in_runs(store, windows, now, result,
+                 roll_span=lambda s, start, end, at: write_rows(s, tier, aggregate_windows(s, start, end, width), at),
+                 roll_hour=roll_hour, indices=lambda start, end: errors_indices(settings, start, end))
 
 
 ERRORS_KIND = Kind("errors", PROGRESS_ID, LOGS, SCAN_FILTERS, roll_error_windows,

@@ -298,17 +298,28 @@ class RunResult:
 
 def roll_windows(store: SearchStore, windows: Iterable[int], now: int, result: RunResult) -> None:
     """Roll these windows (one aggregation per contiguous run inside an hour), then merge their hours."""
+    roll_in_runs(store, windows, now, result, roll_span=lambda s, start, end, at: roll_span(s, start, end, now=at),
+                 roll_hour=lambda s, hour, at: roll_hour(s, hour, now=at),
+                 indices=lambda start, end: docs.metrics_indices(store.settings, start, end))
+
+
+def roll_in_runs(store: SearchStore, windows: Iterable[int], now: int, result: RunResult, *,
+                 roll_span: Callable[[SearchStore, int, int, int], int],
+                 roll_hour: Callable[[SearchStore, int, int], int],
+                 indices: Callable[[int, int], str]) -> None:
+    """Every kind's roll: the windows again, whole, one `roll_span` per contiguous run inside an hour, then
+    `roll_hour` for each of their hours, then a refresh of what was written (`indices` of the span)."""
     width = store.settings.rollup_bucket_minutes * 60_000
     chosen = sorted(set(windows))
     for start, end in runs(chosen, width, within_hour=True):
-        result.documents += roll_span(store, start, end, now=now)
+        result.documents += roll_span(store, start, end, now)
     result.windows.extend(chosen)
     for hour in hours_of(chosen):
-        result.documents += roll_hour(store, hour, now=now)
+        result.documents += roll_hour(store, hour, now)
         result.hours.append(hour)
     if chosen:
         # Visible before the progress says they are complete: a read right after must not see older documents.
-        store.refresh(docs.metrics_indices(store.settings, chosen[0], chosen[-1] + width))
+        store.refresh(indices(chosen[0], chosen[-1] + width))
 
 
 @dataclass(frozen=True)
