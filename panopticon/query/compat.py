@@ -25,9 +25,9 @@ from panopticon.query import filters as f
 from panopticon.query.deadline import Deadline
 from panopticon.query.engine import hits, run_search
 from panopticon.query.search import log_out, span_out
-from panopticon.query.traces import MAX_TRACE_DOCUMENTS, order_tree
+from panopticon.query.traces import order_tree, trace_documents
 from panopticon.rollup.edges import peer_of
-from panopticon.storage import LOGS, TRACES, SearchStore
+from panopticon.storage import TRACES, SearchStore
 
 SCAN_TRACES = 1000  # candidate traces a search checks when a condition is not indexed
 FETCH_BATCH = 50
@@ -183,13 +183,7 @@ def get_traces(store: SearchStore, trace_ids: list[str], deadline: Deadline) -> 
     if not trace_ids:
         return []
     query = f.bool_filter([f.terms("trace_id", trace_ids)])
-    span_answer = run_search(store, store.name(TRACES), {
-        "query": query, "size": MAX_TRACE_DOCUMENTS, "track_total_hits": False,
-        "sort": [{"@timestamp": "asc"}, {"span_id": "asc"}]}, deadline)
-    log_answer = run_search(store, store.name(LOGS), {
-        "query": query, "size": MAX_TRACE_DOCUMENTS, "track_total_hits": False,
-        "sort": [{"@timestamp": "asc"}, {"kafka.topic": "asc"}, {"kafka.partition": "asc"},
-                 {"kafka.offset": "asc"}]}, deadline)
+    span_answer, log_answer = trace_documents(store, query, deadline)
     found: dict[str, Trace] = {trace_id: Trace(trace_id) for trace_id in trace_ids}
     for hit in hits(span_answer):
         span = span_out(hit)

@@ -82,18 +82,26 @@ def _span_ms(start: str | None, end: str | None, spans: list[dict[str, Any]]) ->
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() * 1000
 
 
+def trace_documents(store: SearchStore, query: dict[str, Any], deadline: Deadline, *,
+                    count_all: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The engine's answers for the spans and the logs matching `query`, each in the order a trace shows them
+    (at most MAX_TRACE_DOCUMENTS of each); `count_all` asks for exact totals, to tell a truncated trace."""
+    span_answer = run_search(store, store.name(TRACES), {
+        "query": query, "size": MAX_TRACE_DOCUMENTS, "track_total_hits": count_all,
+        "sort": [{"@timestamp": "asc"}, {"span_id": "asc"}]}, deadline)
+    log_answer = run_search(store, store.name(LOGS), {
+        "query": query, "size": MAX_TRACE_DOCUMENTS, "track_total_hits": count_all,
+        "sort": [{"@timestamp": "asc"}, {"kafka.topic": "asc"}, {"kafka.partition": "asc"},
+                 {"kafka.offset": "asc"}]}, deadline)
+    return span_answer, log_answer
+
+
 def get_trace(store: SearchStore, trace_id: str, *, service: str | None, environment: str | None,
               deadline: Deadline) -> dict[str, Any] | None:
     """The trace, or None when no span or log carries `trace_id` (after the optional filters)."""
     query = f.bool_filter([f.term("trace_id", trace_id), f.optional_term("service_name", service),
                            f.optional_term("environment", environment)])
-    span_answer = run_search(store, store.name(TRACES), {
-        "query": query, "size": MAX_TRACE_DOCUMENTS, "track_total_hits": True,
-        "sort": [{"@timestamp": "asc"}, {"span_id": "asc"}]}, deadline)
-    log_answer = run_search(store, store.name(LOGS), {
-        "query": query, "size": MAX_TRACE_DOCUMENTS, "track_total_hits": True,
-        "sort": [{"@timestamp": "asc"}, {"kafka.topic": "asc"}, {"kafka.partition": "asc"},
-                 {"kafka.offset": "asc"}]}, deadline)
+    span_answer, log_answer = trace_documents(store, query, deadline, count_all=True)
     spans = [span_out(hit) for hit in hits(span_answer)]
     logs = [log_out(hit) for hit in hits(log_answer)]
     if not spans and not logs:
