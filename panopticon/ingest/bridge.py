@@ -266,11 +266,12 @@ class Bridge:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             tp = (topic, partition)
             expected = next_offset.get(tp)
-            if expected is not None and offset < expected:
+            if expected is None:
+                self.offsets.seen(tp, offset)  # the first since the partition was assigned
+            elif offset < expected:
                 self._redelivered += 1  # in a batch already: taking it again would overlap two batches
                 continue
             next_offset[tp] = offset + 1
-            self.offsets.seen(tp, offset)
             stream = stream_of[topic]
             counts = consumed.get(stream)
             if counts is None:
