@@ -149,10 +149,15 @@ def test_group_counts_are_exact_over_1h_and_7d_with_late_logs(namespace: Setting
         job.roll_due(store, settled(store, now), kind=ERRORS_KIND)
     assert rollups.mark(store) is not None
     # Stored now, for windows rolled long ago: these must be counted before and after the next rolls.
-    # An hour, days ago, that gets both logs rolled on time and late ones.
-    hour = floor_to(iso_to_ms(documents[0]["@timestamp"]), HOUR_MS)
-    late = store_logs(store, make_errors(400, start, old_end, seed=3, first_id=20_000, bursts=10)
-                      + make_errors(50, hour, hour + HOUR_MS, seed=4, first_id=30_000, bursts=2), now_ms())
+    # The busiest hour, days ago, gets both logs rolled on time and late ones, the late ones in minutes of their
+    # own, so that some of the hour is still read from rollups whatever the clock says.
+    hours = Counter(floor_to(iso_to_ms(d["@timestamp"]), HOUR_MS) for d in documents)
+    hour = max((h for h in hours if h < now - DAY_MS), key=hours.__getitem__)
+    late_minute = free_stretch(documents, hour, minutes=5)
+    spread = [raw for raw in make_errors(400, start, old_end, seed=3, first_id=20_000, bursts=10)
+              if not hour <= orjson.loads(raw)["timestamp"] < hour + HOUR_MS]
+    late = store_logs(store, spread + make_errors(50, late_minute, late_minute + 5 * MINUTE_MS + 1, seed=4,
+                                                  first_id=30_000, bursts=1), now_ms())
     documents += late
 
     end = now_ms()
@@ -185,6 +190,15 @@ def test_group_counts_are_exact_over_1h_and_7d_with_late_logs(namespace: Setting
                         assert sources["rollup"]["windows_read_raw"] > 0, label
                     if phase == "after":
                         assert sources["late_logs"] == 0 and sources["rollup"]["windows_read_raw"] == 0, label
+
+
+def free_stretch(documents: list[dict], hour: int, *, minutes: int) -> int:
+    """The first minute of `hour` that starts `minutes` minutes holding none of `documents`."""
+    taken = {_minute(iso_to_ms(d["@timestamp"])) for d in documents}
+    for first in range(hour, hour + HOUR_MS - minutes * MINUTE_MS + 1, MINUTE_MS):
+        if not any(first + n * MINUTE_MS in taken for n in range(minutes)):
+            return first
+    raise AssertionError(f"no {minutes} free minutes in the hour at {hour}: the test data is too dense")
 
 
 def sources_range(sources: dict) -> tuple[int, int]:
