@@ -194,6 +194,12 @@ class Settings:
         "Apply retention with OpenSearch ISM (Elasticsearch always uses ILM).", group="Search engine")
     search_timeout_seconds: float = var(
         "SEARCH_TIMEOUT_SECONDS", _float(0.1), "30", "Timeout of one request to the engine.", group="Search engine")
+    search_refresh_interval_ms: int = var(
+        "SEARCH_REFRESH_INTERVAL_MS", _int(100, 60_000), "500",
+        "How often the engine makes newly written spans and logs searchable (the refresh_interval of logs-apm and "
+        "traces-apm, applied to their existing indices at start too): most of the time from produce to search. "
+        "Shorter costs the engine more CPU per event; the rollup indices keep 1 s (each roll refreshes its own).",
+        group="Search engine")
     index_prefix: str = var(
         "INDEX_PREFIX", _str, "",
         "Prefix of every data stream and template name (isolates deployments and tests).", group="Search engine")

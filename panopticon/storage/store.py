@@ -64,11 +64,23 @@ class SearchStore:
             self.transport.request("PUT", f"/_index_template/{name}", body=body)
         for stream, mappings in templates.DATA_STREAM_MAPPINGS.items():
             self._ensure_data_stream(self.name(stream))
-            # A data stream made by an earlier version keeps its backing indices' mapping: fields added since
-            # (the error group of a log) are added to it, or a strict mapping would refuse every new document.
-            self.transport.request("PUT", f"/{self.name(stream)}/_mapping", body=mappings)
+            self._add_missing_fields(self.name(stream), mappings)
+            self.transport.request("PUT", f"/{self.name(stream)}/_settings",
+                                   body={"index": templates.raw_index_settings(self.settings)})
         for index, mappings in templates.PLAIN_INDICES.items():
             self._ensure_index(self.name(index), mappings)
+
+    def _add_missing_fields(self, stream: str, mappings: dict[str, Any]) -> None:
+        """A data stream made by an earlier version keeps its backing indices' mapping: the fields added since
+        (the error group of a log) are added to it, or a strict mapping would refuse every new document. Only
+        those: a field it has keeps the way it was indexed (the engine refuses to change that in place; the
+        template's new way applies from the next backing index on)."""
+        current = self.transport.request("GET", f"/{stream}/_mapping")
+        missing = {field: spec for field, spec in mappings["properties"].items()
+                   if any(field not in (index.get("mappings") or {}).get("properties", {})
+                          for index in current.values())}
+        if missing:
+            self.transport.request("PUT", f"/{stream}/_mapping", body={"properties": missing})
 
     def _ensure_data_stream(self, name: str) -> None:
         try:

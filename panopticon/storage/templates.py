@@ -15,11 +15,18 @@ from panopticon.flow import ALERTS, EDGES, ERROR_GROUPS, ERRORS, LOGS, METRICS, 
 from panopticon.settings import Settings
 
 __all__ = ["ALERTS", "EDGES", "ERRORS", "ERROR_GROUPS", "LOGS", "METRICS", "STATE", "TRACES", "index_templates",
-           "retention_days", "retention_policy_names"]
+           "raw_index_settings", "retention_days", "retention_policy_names"]
 
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
 _DATE = {"type": "date", "format": "strict_date_optional_time||epoch_millis"}
 _OPAQUE = {"type": "object", "enabled": False}
+# What no route searches is not indexed for search (an inverted index or points), and what no route sorts or
+# aggregates on keeps no doc values: each structure costs the engine CPU on every document written. Which
+# request uses which field is listed in docs/storage.md; a field whose use changes must change here too.
+_SHOWN_DATE = {**_DATE, "index": False, "doc_values": False}  # read back from _source only
+_SHOWN_KEYWORD = {**_KEYWORD, "index": False, "doc_values": False}
+_SORTED_KEYWORD = {**_KEYWORD, "index": False}  # sorted or aggregated, never filtered
+_FILTERED_KEYWORD = {**_KEYWORD, "doc_values": False}  # filtered, never sorted or aggregated
 
 _INDEX_SETTINGS = {
     "number_of_shards": 1,
@@ -40,15 +47,15 @@ TRACES_MAPPINGS: dict[str, Any] = {
         "name": _KEYWORD,
         "kind": _KEYWORD,
         "status": _KEYWORD,
-        "start_time": _DATE,
-        "end_time": _DATE,
+        "start_time": _SHOWN_DATE,
+        "end_time": _SHOWN_DATE,
         "duration_ms": {"type": "double"},
-        "duration_bucket": {"type": "integer"},
-        "http": {
+        "duration_bucket": {"type": "integer", "index": False},
+        "http": {  # only Zipkin's autocomplete aggregates these; tag search runs over _source
             "properties": {
-                "method": _KEYWORD,
-                "route": _KEYWORD,
-                "status_code": {"type": "integer"},
+                "method": _SORTED_KEYWORD,
+                "route": _SORTED_KEYWORD,
+                "status_code": {"type": "integer", "index": False},
             }
         },
         "attributes": _OPAQUE,
@@ -64,27 +71,28 @@ LOGS_MAPPINGS: dict[str, Any] = {
     "dynamic": "strict",
     "properties": {
         "@timestamp": _DATE,
-        "timestamp": _DATE,
+        "timestamp": _SHOWN_DATE,
         "service_name": _KEYWORD,
         "environment": _KEYWORD,
-        "level": _KEYWORD,
-        "level_num": {"type": "byte"},
-        "message": {"type": "text"},
-        "trace_id": _KEYWORD,
-        "span_id": _KEYWORD,
-        "event_id": _KEYWORD,
+        "level": _FILTERED_KEYWORD,
+        "level_num": {"type": "byte", "index": False},  # the "level" sort
+        # Searched with `match` (all terms, sorted by time): no phrases, no scores, so neither positions nor norms.
+        "message": {"type": "text", "index_options": "docs", "norms": False},
+        "trace_id": _FILTERED_KEYWORD,
+        "span_id": _FILTERED_KEYWORD,
+        "event_id": _SORTED_KEYWORD,
         "attributes": _OPAQUE,
         "ingested_at": _DATE,
         # ERROR/FATAL logs only: the error group (processing/fingerprint.py), and whether this log opened it.
         "fingerprint": _KEYWORD,
-        "error_type": _KEYWORD,
-        "endpoint": _KEYWORD,
-        "new_group": {"type": "boolean"},
-        "kafka": {
+        "error_type": _SHOWN_KEYWORD,
+        "endpoint": _SORTED_KEYWORD,
+        "new_group": {"type": "boolean", "index": False, "doc_values": False},
+        "kafka": {  # the tie-breaks of log sorts and of search_after
             "properties": {
-                "topic": _KEYWORD,
-                "partition": {"type": "integer"},
-                "offset": {"type": "long"},
+                "topic": _SORTED_KEYWORD,
+                "partition": {"type": "integer", "index": False},
+                "offset": {"type": "long", "index": False},
             }
         },
     },
@@ -212,12 +220,19 @@ STATE_MAPPINGS: dict[str, Any] = {
 }
 
 
+def raw_index_settings(settings: Settings) -> dict[str, Any]:
+    """What the spans' and logs' indices are given beyond the rest: how soon a write is searchable."""
+    return {"refresh_interval": f"{settings.search_refresh_interval_ms}ms"}
+
+
 def index_templates(settings: Settings, engine: str) -> dict[str, dict[str, Any]]:
     """Composable index templates by name, with this deployment's prefix (ILM is named only on Elasticsearch)."""
     name = settings.data_stream
 
     def template(pattern: str, mappings: dict[str, Any], *, data_stream: bool, policy: str | None) -> dict[str, Any]:
         index_settings = dict(_INDEX_SETTINGS)
+        if data_stream:
+            index_settings.update(raw_index_settings(settings))
         if policy:
             index_settings["index.lifecycle.name"] = policy
         body: dict[str, Any] = {

@@ -88,25 +88,43 @@ def test_setup_creates_templates_and_data_streams(store: SearchStore) -> None:
 
 
 def test_setup_adds_new_fields_to_a_data_stream_made_before_them(store: SearchStore) -> None:
-    """A logs-apm made by an earlier version (no error-group fields, strict) takes ERROR logs after set-up."""
+    """A logs-apm made by an earlier version (no error-group fields, strict, every field indexed the default way,
+    refreshed every second) takes ERROR logs after set-up, keeps its fields as they were, and is refreshed as
+    SEARCH_REFRESH_INTERVAL_MS says."""
     _needs_data_streams(store)
-    old = store.settings.replace(index_prefix=store.settings.index_prefix + "old-")
+    old = store.settings.replace(index_prefix=store.settings.index_prefix + "old-", search_refresh_interval_ms=300)
     before = open_store(old)
     try:
-        mappings = {k: v for k, v in templates.LOGS_MAPPINGS["properties"].items()
+        mappings = {k: _indexed_the_default_way(v) for k, v in templates.LOGS_MAPPINGS["properties"].items()
                     if k not in ("fingerprint", "error_type", "endpoint", "new_group")}
+        assert mappings["event_id"] != templates.LOGS_MAPPINGS["properties"]["event_id"]
         before.transport.request("PUT", f"/_index_template/{before.name(LOGS)}", body={
             "index_patterns": [f"{before.name(LOGS)}*"], "data_stream": {}, "priority": 200,
-            "template": {"mappings": {"dynamic": "strict", "properties": mappings}}})
+            "template": {"settings": {"refresh_interval": "1s"},
+                         "mappings": {"dynamic": "strict", "properties": mappings}}})
         before.transport.request("PUT", f"/_data_stream/{before.name(LOGS)}")
         before.ensure_setup()
         document = {"@timestamp": "2026-01-01T00:00:00.000Z", "level": "ERROR", "fingerprint": "0123456789abcdef",
-                    "new_group": True, "error_type": "KeyError", "endpoint": "GET /x"}
+                    "new_group": True, "error_type": "KeyError", "endpoint": "GET /x", "event_id": "e1"}
         results = before.create_many(LOGS, [("e1", orjson.dumps(document))])
         assert results[0].status == 201, results
+        backing = before.transport.request("GET", f"/{before.name(LOGS)}/_mapping")
+        [(_index, found)] = backing.items()
+        assert found["mappings"]["properties"]["event_id"] == {"type": "keyword", "ignore_above": 1024}
+        assert found["mappings"]["properties"]["new_group"] == templates.LOGS_MAPPINGS["properties"]["new_group"]
+        settings = before.transport.request("GET", f"/{before.name(LOGS)}/_settings")
+        assert [s["settings"]["index"]["refresh_interval"] for s in settings.values()] == ["300ms"]
     finally:
         before.delete_namespace()
         before.close()
+
+
+def _indexed_the_default_way(spec: dict) -> dict:
+    """`spec` without the choices of what to index (as the mappings were before they made them)."""
+    out = {k: v for k, v in spec.items() if k not in ("index", "doc_values", "index_options", "norms")}
+    if "properties" in out:
+        out["properties"] = {k: _indexed_the_default_way(v) for k, v in out["properties"].items()}
+    return out
 
 
 def test_setup_twice_is_harmless(store: SearchStore) -> None:
