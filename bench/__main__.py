@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.compare import BEFORE_REF
+from bench.compare import BEFORE_REF, STORAGE_REF
 from bench.env import ROOT, check_stack, machine, settings_record, stack_settings, versions
 
 RESULTS = ROOT / "bench" / "results"
 # In this order: `errors` loads the pipeline at half the capacity `ingest` measured.
-SECTIONS = ("ingest", "errors", "memory", "compare", "query", "otlp", "dashboard", "dependencies", "alerts")
+SECTIONS = ("ingest", "errors", "memory", "compare", "storage", "query", "otlp", "dashboard", "dependencies", "alerts")
 
 log = logging.getLogger("bench")
 
@@ -56,7 +56,7 @@ def _errors(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
     ingest = results.get("ingest", {})
     config = PipelineConfig(**ingest["best_config"]) if "best_config" in ingest else None
     errors.run(stack, out, quick=args.quick, logs_dir=args.logs, capacity_eps=ingest.get("pipeline_eps"),
-               config=config)
+               live_eps=(ingest.get("pipeline_live") or {}).get("eps"), config=config)
 
 
 def _memory(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
@@ -72,6 +72,14 @@ def _compare(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
         out["not_run"] = "--before-ref none"
         return
     compare.run(stack, out, ref=args.before_ref, events=_events(args), logs_dir=args.logs / "compare")
+
+
+def _storage(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
+    from bench import compare
+    from bench.data import sample_messages
+
+    out.update(compare.storage_before_after(stack, sample_messages(_events(args), seed=6), args.storage_ref,
+                                            args.logs / "storage", repeats=1 if args.quick else 3))
 
 
 def _query(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
@@ -105,7 +113,7 @@ def _alerts(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
 
 
 RUNNERS: dict[str, Callable[..., None]] = {"ingest": _ingest, "errors": _errors, "memory": _memory,
-                                           "compare": _compare, "query": _query, "otlp": _otlp,
+                                           "compare": _compare, "storage": _storage, "query": _query, "otlp": _otlp,
                                            "dashboard": _dashboard, "dependencies": _dependencies,
                                            "alerts": _alerts}
 
@@ -126,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before-ref", default=BEFORE_REF,
                         help=f"git ref whose pipeline (bridge, worker, index templates) runs before the working tree's "
                              f"in section compare (default {BEFORE_REF}); 'none' skips it")
+    parser.add_argument("--storage-ref", default=STORAGE_REF,
+                        help="git ref whose index templates section storage runs against today's, alternating "
+                             f"(default {STORAGE_REF})")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and the charts go")
     args = parser.parse_args(argv)
     args.logs = Path("/tmp") / f"panopticon-bench-{int(time.time())}"

@@ -27,16 +27,14 @@ from typing import Any
 import orjson
 import redis
 import websockets
-from confluent_kafka import Producer
 
 from bench.data import Msg, probe_log, sample_messages, topic_of
 from bench.env import latency_settings, namespace
-from bench.ingest import HALF, PipelineConfig, _produce_paced, _start_pipeline
+from bench.ingest import HALF, PipelineConfig, _produce_paced, _start_pipeline, warm_producer
 from bench.procs import CpuMeter, Launcher, Proc
 from bench.query import get
 from bench.stats import summary_ms
 from panopticon.errorstream.protocol import envelope, make_cursor
-from panopticon.kafka import producer_config
 from panopticon.model.times import iso_ms, iso_to_ms
 from panopticon.settings import Settings
 
@@ -123,7 +121,7 @@ def probe(settings: Settings, sockets: Sockets, run: str, count: int, rate: floa
           settle_s: float = 15.0) -> dict[str, Any]:
     """Produce `count` ERROR probes at `rate`/s; latency of each (probe, socket) arrival."""
     sockets.reset()
-    producer = Producer(producer_config(settings))
+    producer = warm_producer(settings, run)
     sent: dict[str, float] = {}
     started = time.monotonic()
     for n in range(first, first + count):
@@ -146,8 +144,49 @@ def probe(settings: Settings, sockets: Sockets, run: str, count: int, rate: floa
                  if d in sockets.ingested]
     return {"sockets": len(sockets.connections), "probes": count, "expected": expected,
             "received": len(latencies), **summary_ms(latencies),
+            "slowest_to_worker_start": _slowest(sockets, sent),
             "legs": {"produce_to_worker_start": summary_ms([a for a, _ in to_worker]),
                      "worker_start_to_socket": summary_ms([b for _, b in to_worker])}}
+
+
+def under_load(settings: Settings, sockets: Sockets, run_id: str, probes: int, load_rate: int,
+               first: int) -> dict[str, Any]:
+    """Probes at 5/s while `load_rate` events/s of ordinary traffic are produced alongside."""
+    seconds = probes / 5 + 5
+    load = sample_messages(int(load_rate * seconds), seed=13, hours_back=0.2)
+    loader = threading.Thread(target=_produce_paced, args=(settings, load, load_rate), daemon=True)
+    load_started = time.monotonic()
+    loader.start()
+    time.sleep(2)  # let the load reach the pipeline first
+    busy = probe(settings, sockets, run_id, probes, 5, first)
+    loader.join()
+    achieved = len(load) / (time.monotonic() - load_started)
+    log.info("error stream under %g/s: p50 %s ms, p99 %s ms", load_rate, busy["p50_ms"], busy["p99_ms"])
+    return {**busy, "load_rate": load_rate, "load_rate_achieved": round(achieved)}
+
+
+def warm_workers(settings: Settings, run: str, processes: int) -> str:
+    """INFO logs (no socket sees them), a few per worker process, before the idle probes: each process pays its
+    set-up (the engine client, the templates check, about 0.23 s) on its first batch, which is start-up, not the
+    idle path. Spaced so that they make separate batches and reach every process."""
+    producer = warm_producer(settings, run)
+    for n in range(4 * processes):
+        time.sleep(0.1)
+        producer.produce(topic_of(settings, "log"), probe_log(run, -2 - n, int(time.time() * 1000)).value)
+        producer.poll(0)
+    producer.flush(30)
+    time.sleep(1.0)
+    return (f"{4 * processes} INFO logs, 0.1 s apart, so that each of the {processes} worker processes has had its "
+            "first batch (its set-up), produced by the probes' producer, already connected")
+
+
+def _slowest(sockets: Sockets, sent: dict[str, float], most: int = 5) -> list[dict[str, Any]]:
+    """The probes that took longest from produce to the worker's start, in produce order's terms: which probe
+    (its place in the run, 0-based) and how long, so a wait that comes once (a first connection) reads apart
+    from one that recurs (a timer)."""
+    order = {doc_id: n for n, doc_id in enumerate(sent)}
+    waits = sorted(((sockets.ingested[d] - at, d) for d, at in sent.items() if d in sockets.ingested), reverse=True)
+    return [{"probe": order[d], "ms": round(wait * 1000, 1)} for wait, d in waits[:most]]
 
 
 def fan_out(settings: Settings, sockets: Sockets, run: str, count: int, rate: float, first: int,
@@ -184,14 +223,20 @@ def _arrivals(sockets: Sockets, sent: dict[str, float]) -> int:
 
 
 def run(stack: Settings, out: dict, *, quick: bool, logs_dir: Path, capacity_eps: float | None = None,
-        config: PipelineConfig | None = None) -> None:
-    """Fill `out` (the "errors" section). `capacity_eps` and `config`: the ingest section's best backlog rate and
-    settings; the load is HALF of that rate, on a pipeline with those settings."""
+        live_eps: float | None = None, config: PipelineConfig | None = None) -> None:
+    """Fill `out` (the "errors" section). `capacity_eps`, `live_eps` and `config`: the ingest section's best backlog
+    rate, its rate produced while running and its settings. The goal's load is HALF of the rate produced while
+    running: that load is produced while the pipeline runs, on the same two cores, so the backlog rate (nothing
+    produced meanwhile) overstates what the pipeline can take then. HALF of the backlog rate is measured too."""
     steps: Sequence[int] = (50, 200) if quick else (100, 500, 1000, 1900)
     probes = 20 if quick else 50
-    load_rate = round(capacity_eps * HALF) if capacity_eps else DEFAULT_LOAD_RATE
-    out["load_basis"] = (f"{HALF:.0%} of the pipeline's capacity ({round(capacity_eps):,} events/s, the ingest "
-                         "section's best backlog run, with its settings)" if capacity_eps else
+    basis = live_eps or capacity_eps
+    load_rate = round(basis * HALF) if basis else DEFAULT_LOAD_RATE
+    out["load_basis"] = (f"{HALF:.0%} of the pipeline's capacity while producing ({round(basis):,} events/s, the "
+                         "ingest section's run produced while running, with the best backlog settings)"
+                         if live_eps else
+                         f"{HALF:.0%} of the pipeline's capacity ({round(basis):,} events/s, the ingest section's best "
+                         "backlog run, with its settings)" if basis else
                          f"a fixed {DEFAULT_LOAD_RATE:,} events/s (the ingest section did not run, so the pipeline's "
                          "capacity is unknown)")
     config = config or PipelineConfig(stack.bulk_batch_size, stack.bulk_max_parallel_flushes, 2)
@@ -212,26 +257,21 @@ def run(stack: Settings, out: dict, *, quick: bool, logs_dir: Path, capacity_eps
             try:
                 run_id = settings.index_prefix.rstrip("-")
                 sockets.open(10)
+                out["warmup"] = warm_workers(settings, run_id, config.concurrency)
                 idle = probe(settings, sockets, run_id, probes, 5, 0)
                 out["idle"] = idle
                 out["p50_ms"], out["p99_ms"] = idle["p50_ms"], idle["p99_ms"]
                 out["idle_legs"] = idle["legs"]
                 log.info("error stream idle: p50 %s ms, p99 %s ms", idle["p50_ms"], idle["p99_ms"])
 
-                seconds = probes / 5 + 5
-                load = sample_messages(int(load_rate * seconds), seed=13, hours_back=0.2)
-                loader = threading.Thread(target=_produce_paced, args=(settings, load, load_rate), daemon=True)
-                load_started = time.monotonic()
-                loader.start()
-                time.sleep(2)  # let the load reach the pipeline first
-                busy = probe(settings, sockets, run_id, probes, 5, 10_000)
-                loader.join()
-                achieved = len(load) / (time.monotonic() - load_started)
-                out["under_load"] = {**busy, "load_rate": load_rate, "load_rate_achieved": round(achieved)}
+                busy = under_load(settings, sockets, run_id, probes, load_rate, 10_000)
+                out["under_load"] = busy
                 out["load_rate"] = load_rate
                 out["p50_ms_under_load"], out["p99_ms_under_load"] = busy["p50_ms"], busy["p99_ms"]
-                out["p99_ms_half_capacity"] = busy["p99_ms"] if capacity_eps else None
-                log.info("error stream under %g/s: p50 %s ms, p99 %s ms", load_rate, busy["p50_ms"], busy["p99_ms"])
+                out["p99_ms_half_capacity"] = busy["p99_ms"] if basis else None
+                if live_eps and capacity_eps:
+                    out["under_half_backlog_capacity"] = under_load(settings, sockets, run_id, probes,
+                                                                    round(capacity_eps * HALF), 15_000)
 
                 out["sockets"] = []
                 held = None

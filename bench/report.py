@@ -23,6 +23,7 @@ FIGURES = (
     "errors.sockets_p99_under_1s",
     "memory.peak_mib", "memory.bound.mib", "memory.holds",
     "compare.ratios.eps", "compare.ratios.own_cpu_s_per_1000", "compare.ratios.engine_cpu_s_per_1000",
+    "storage.engine_cpu_ratio.mapping", "storage.engine_cpu_ratio.today",
     "query.p50_ms_1h_cold", "query.p50_ms_24h_cold", "query.p50_ms_7d_cold", "query.p95_ms_7d_cold",
     "query.p50_ms_7d_cached", "query.p95_ms_7d_cached", "query.speedup_24h",
     "otlp.eps_json", "otlp.eps_otlp", "otlp.worker_cpu_ratio_otlp_to_json", "otlp.v1_traces_requests_per_s",
@@ -112,7 +113,9 @@ def summary(r: dict[str, Any]) -> str:
         lines.append(f"| `{path}` | {_fmt(r['figures'].get(path))} |")
     for title, make, key in (("Ingest", _ingest_lines, "ingest"), ("Error stream", _error_lines, "errors"),
                              ("Memory", lambda _s: _memory_lines(r), "memory"),
-                             ("Before / after", _compare_lines, "compare"), ("Queries", _query_lines, "query"),
+                             ("Before / after", _compare_lines, "compare"),
+                             ("Index templates before / after", _storage_lines, "storage"),
+                             ("Queries", _query_lines, "query"),
                              ("OTLP", _otlp_lines, "otlp"), ("Dashboard", _dashboard_lines, "dashboard"),
                              ("Service map", _dependency_lines, "dependencies"),
                              ("Alert rules", _alert_lines, "alerts")):
@@ -182,6 +185,7 @@ def _ingest_lines(i: dict[str, Any]) -> list[str]:
              f"- freshness at 200 probes/s on top of {_fmt(fresh_half.get('background_rate'))} events/s (half "
              f"capacity): p50 {_fmt(fresh_half.get('p50_ms'), ' ms')}, p99 {_fmt(fresh_half.get('p99_ms'), ' ms')}; "
              f"{_legs(fresh_half.get('legs', {}), 'worker_start_to_seen')}",
+             f"- how freshness is timed: {i['freshness']['idle'].get('method', 'n/a')}",
              f"- what the idle latency waits on: {_knobs(i.get('latency_settings', {}))}",
              "", "CPU seconds per 1,000 events (the stack is shared, so kafka/redis/engine include other load; "
                  "bench is this process: producing, polling):", "",
@@ -303,6 +307,29 @@ def _compare_lines(c: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _storage_lines(st: dict[str, Any]) -> list[str]:
+    if why := _not_run(st):
+        return ["## Index templates before / after", "", f"not run: {why}"]
+    m, ratio = st["medians"], st["engine_cpu_ratio"]
+    lines = ["## Index templates before / after", "",
+             f"The spans' and logs' index templates of {st['before_ref']} ({st['before_commit']}, its own pipeline), "
+             f"today's templates with the refresh interval of then (1,000 ms: the mapping alone, docs/storage.md), "
+             f"and today's as configured (refresh {st['refresh_ms_today']} ms), in turn, {st['repeats']} times each, "
+             f"the same {st['events']:,} messages (backlog), settings {st['config']}; medians.", "",
+             "| | events/s | engine CPU s per 1,000 events | engine CPU / before | own CPU s per 1,000 |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, label in (("before", f"before ({st['before_ref']})"), ("mapping", "mapping alone, refresh 1,000 ms"),
+                        ("today", f"today, refresh {st['refresh_ms_today']} ms")):
+        lines.append(f"| {label} | {_fmt(m[name]['eps'])} | {_fmt(m[name]['engine_cpu_s_per_1000'])} | "
+                     f"{_fmt(ratio.get(name)) if name != 'before' else '1'} | {_fmt(m[name]['own_cpu_s_per_1000'])} |")
+    every = "; ".join(f"{name}: " + ", ".join(_fmt(r["engine_cpu_s_per_1000"]) for r in runs)
+                      for name, runs in st["runs"].items())
+    exact = all(r["stored_exactly"] for runs in st["runs"].values() for r in runs)
+    lines += ["", f"Every run's engine CPU per 1,000 events, in order: {every}. Stored exactly in every run: "
+              f"{_fmt(exact)}."]
+    return lines
+
+
 def _error_lines(e: dict[str, Any]) -> list[str]:
     if why := _not_run(e):
         return ["## Error stream", "", f"not run: {why}"]
@@ -314,7 +341,16 @@ def _error_lines(e: dict[str, Any]) -> list[str]:
              f"produced at {_fmt(under.get('load_rate_achieved'))}/s): p50 {_fmt(e.get('p50_ms_under_load'), ' ms')}, "
              f"**p99 {_fmt(e.get('p99_ms_under_load'), ' ms')}** (goal < {ERRORS_LOADED_P99_GOAL_MS} ms at half "
              f"capacity); {_legs(under.get('legs', {}), 'worker_start_to_socket')}",
+             "- slowest idle probes, produce -> worker start: "
+             + (", ".join(f"#{p['probe']} {_fmt(p['ms'], ' ms')}" for p in e.get("idle", {}).get(
+                 "slowest_to_worker_start", [])) or "n/a")
+             + f"; timed after {e.get('warmup', 'n/a')}",
              f"- what the idle path waits on: {_knobs(e.get('latency_settings', {}))}"]
+    if half := e.get("under_half_backlog_capacity"):
+        lines.insert(-1, f"- under half of the backlog capacity instead ({_fmt(half.get('load_rate'))} events/s, "
+                         f"produced at {_fmt(half.get('load_rate_achieved'))}/s), for comparison: p50 "
+                         f"{_fmt(half.get('p50_ms'), ' ms')}, p99 {_fmt(half.get('p99_ms'), ' ms')}; "
+                         f"{_legs(half.get('legs', {}), 'worker_start_to_socket')}")
     for step in e.get("sockets", []):
         lines.append(f"- {step['sockets']} sockets: p99 {_fmt(step.get('p99_ms'), ' ms')}, "
                      f"received {step.get('received')}/{step.get('expected')}")
