@@ -134,7 +134,7 @@ def start_receiver(processes: ProcessGroup, settings: Settings) -> Receiver:
         try:
             if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
                 return Receiver(settings, url, process)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or too busy starting to answer in 2 s
             pass
         assert process.alive(), process.log_tail()
         assert time.monotonic() < deadline, f"otlp did not answer in 60 s:\n{process.log_tail()}"
