@@ -79,7 +79,7 @@ def _storage(stack, out: dict, args: argparse.Namespace, results: dict) -> None:
     from bench.data import sample_messages
 
     out.update(compare.storage_before_after(stack, sample_messages(_events(args), seed=6), args.storage_ref,
-                                            args.logs / "storage", repeats=1 if args.quick else 3))
+                                            repeats=1 if args.quick else 5))
 
 
 def _query(stack, out: dict, args: argparse.Namespace, results: dict) -> None:

@@ -120,13 +120,14 @@ def _ceiling_client(settings: Settings, bulks: list[tuple[str, list[tuple[str, b
 
 
 def ceiling_run(stack: Settings, docs: dict[str, list[tuple[str, bytes]]], bulk_size: int, *, threads: int = 1,
-                processes: int = 1, stage: str = "") -> dict:
+                processes: int = 1, stage: str = "", setup: Callable[[Settings], None] | None = None) -> dict:
     """`processes` client processes (spawned: each its own interpreter and HTTP client), `threads` each,
-    writing the documents in bulks of `bulk_size` (bulk i goes to process i mod `processes`)."""
+    writing the documents in bulks of `bulk_size` (bulk i goes to process i mod `processes`). `setup`: see
+    env.namespace (another checkout's templates)."""
     total = sum(len(items) for items in docs.values())
     bulks = _bulks(docs, bulk_size)
     context = multiprocessing.get_context("spawn")
-    with namespace(stack, "ceil", topics=False) as (settings, store):
+    with namespace(stack, "ceil", topics=False, setup=setup) as (settings, store):
         ready, go, answers = context.Queue(), context.Event(), context.Queue()
         clients = [context.Process(target=_ceiling_client, daemon=True,
                                    args=(settings, bulks[n::processes], threads, ready, go, answers))
