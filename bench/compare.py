@@ -97,7 +97,7 @@ def before_after(stack: Settings, messages: Sequence[Msg], ref: str, logs_dir: P
     after = pipeline_run(stack, messages, config, mode="backlog", logs_dir=logs_dir / "after")
     result = {
         "before_ref": ref, "before_commit": sha[:12], "after_commit": _git("rev-parse", "--short=12", "HEAD"),
-        "after_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "after_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")),
         "changes": changes_since(sha), "events": len(messages), "config": config.__dict__,
         "before": {k: before.get(k) for k in KEPT}, "after": {k: after.get(k) for k in KEPT},
     }

@@ -398,7 +398,15 @@ def perf_table(r: dict[str, Any]) -> str:
         after = lookup(c, "after.cpu_s_per_1000.engine") if not _not_run(c) else None
         versus = (f"; side by side: {_fmt(before)} s at {c['before_ref']} -> {_fmt(after)} s now"
                   + _met(after < before if before and after else None)) if before else ""
-        rows.append(("engine CPU per 1,000 events", f"{_fmt(engine)} s (backlog){versus}",
+        st = r.get("storage", {})
+        templates = (f"; templates alone (direct bulk, {st['repeats']} runs each in turn, medians): "
+                     f"{_fmt(st['medians']['before']['engine_cpu_s_per_1000'])} s at {st['before_ref']} -> "
+                     f"{_fmt(st['medians']['mapping']['engine_cpu_s_per_1000'])} s (mapping, refresh 1 s, "
+                     f"x{_fmt(st['engine_cpu_ratio']['mapping'])}) -> "
+                     f"{_fmt(st['medians']['today']['engine_cpu_s_per_1000'])} s (refresh "
+                     f"{st['refresh_ms_today']} ms, x{_fmt(st['engine_cpu_ratio']['today'])})"
+                     + _met((st["engine_cpu_ratio"]["today"] or 2) < 1)) if st and not _not_run(st) else ""
+        rows.append(("engine CPU per 1,000 events", f"{_fmt(engine)} s (backlog){versus}{templates}",
                      f"reduced vs {c.get('before_ref', 'before')}"))
         rows.append(("freshness p99 at 1,000 events/s", _fmt(i["freshness_p99_ms"], " ms")
                      + _met(_below(i["freshness_p99_ms"], FRESHNESS_P99_GOAL_MS)), f"< {FRESHNESS_P99_GOAL_MS:,} ms"))
