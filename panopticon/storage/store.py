@@ -64,23 +64,26 @@ class SearchStore:
             self.transport.request("PUT", f"/_index_template/{name}", body=body)
         for stream, mappings in templates.DATA_STREAM_MAPPINGS.items():
             self._ensure_data_stream(self.name(stream))
-            self._add_missing_fields(self.name(stream), mappings)
-            self.transport.request("PUT", f"/{self.name(stream)}/_settings",
-                                   body={"index": templates.raw_index_settings(self.settings)})
+            self._bring_up_to_date(self.name(stream), mappings)
         for index, mappings in templates.PLAIN_INDICES.items():
             self._ensure_index(self.name(index), mappings)
 
-    def _add_missing_fields(self, stream: str, mappings: dict[str, Any]) -> None:
-        """A data stream made by an earlier version keeps its backing indices' mapping: the fields added since
-        (the error group of a log) are added to it, or a strict mapping would refuse every new document. Only
-        those: a field it has keeps the way it was indexed (the engine refuses to change that in place; the
-        template's new way applies from the next backing index on)."""
-        current = self.transport.request("GET", f"/{stream}/_mapping")
+    def _bring_up_to_date(self, stream: str, mappings: dict[str, Any]) -> None:
+        """A data stream made by an earlier version keeps its backing indices' mapping and settings. The fields
+        added since (the error group of a log) are added to it, or a strict mapping would refuse every new
+        document; only those: a field it has keeps the way it was indexed (the engine refuses to change that in
+        place; the template's new way applies from the next backing index on). Its refresh interval is set to
+        this deployment's. One read of the backing indices, and a write only for what differs: every process
+        runs this at start."""
+        indices = self.transport.request("GET", f"/{stream}").values()
         missing = {field: spec for field, spec in mappings["properties"].items()
-                   if any(field not in (index.get("mappings") or {}).get("properties", {})
-                          for index in current.values())}
+                   if any(field not in (index.get("mappings") or {}).get("properties", {}) for index in indices)}
         if missing:
             self.transport.request("PUT", f"/{stream}/_mapping", body={"properties": missing})
+        wanted = templates.raw_index_settings(self.settings)
+        if any(((index.get("settings") or {}).get("index") or {}).get(key) != value
+               for index in indices for key, value in wanted.items()):
+            self.transport.request("PUT", f"/{stream}/_settings", body={"index": wanted})
 
     def _ensure_data_stream(self, name: str) -> None:
         try:
