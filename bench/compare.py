@@ -25,6 +25,7 @@ from bench.data import Msg
 from bench.env import ROOT
 from bench.ingest import PipelineConfig, pipeline_run
 from bench.procs import checkout_env
+from bench.stats import percentile
 from panopticon.settings import Settings, to_environ
 
 log = logging.getLogger("bench.compare")
@@ -110,13 +111,14 @@ def before_after(stack: Settings, messages: Sequence[Msg], ref: str, logs_dir: P
 
 def ratios(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float | None]:
     """after / before for throughput and for CPU per event (own, engine): below 1 for CPU is better."""
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 3) if a and b else None
+    return {"eps": _ratio(after["eps"], before["eps"]),
+            "own_cpu_s_per_1000": _ratio(after["own_cpu_s_per_1000"], before["own_cpu_s_per_1000"]),
+            "engine_cpu_s_per_1000": _ratio(after["cpu_s_per_1000"].get("engine"),
+                                            before["cpu_s_per_1000"].get("engine"))}
 
-    return {"eps": ratio(after["eps"], before["eps"]),
-            "own_cpu_s_per_1000": ratio(after["own_cpu_s_per_1000"], before["own_cpu_s_per_1000"]),
-            "engine_cpu_s_per_1000": ratio(after["cpu_s_per_1000"].get("engine"),
-                                           before["cpu_s_per_1000"].get("engine"))}
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
 
 
 def run(stack: Settings, out: dict[str, Any], *, ref: str, events: int, logs_dir: Path) -> None:
@@ -153,22 +155,16 @@ def storage_before_after(stack: Settings, messages: Sequence[Msg], ref: str, *, 
                                        "engine_cpu_s_per_1000": result["cpu_s_per_1000"].get("engine")})
     finally:
         shutil.rmtree(checkout, ignore_errors=True)
-    medians = {name: {key: _median([r[key] for r in runs]) for key in ("eps", "engine_cpu_s_per_1000")}
+    medians = {name: {key: percentile([r[key] for r in runs if r[key] is not None], 50)
+                      for key in ("eps", "engine_cpu_s_per_1000")}
                for name, runs in variants.items()}
     out = {"before_ref": ref, "before_commit": sha[:12], "events": sum(len(d) for d in docs.values()),
            "bulk": {"size": size, "processes": processes}, "repeats": repeats,
            "refresh_ms_today": stack.search_refresh_interval_ms, "runs": variants, "medians": medians,
-           "engine_cpu_ratio": {name: ratios_of(medians[name], medians["before"]) for name in ("mapping", "today")}}
+           "engine_cpu_ratio": {name: _ratio(medians[name]["engine_cpu_s_per_1000"],
+                                             medians["before"]["engine_cpu_s_per_1000"])
+                                for name in ("mapping", "today")}}
     log.info("storage before/after %s: engine CPU/1000 %s", ref,
              {name: m["engine_cpu_s_per_1000"] for name, m in medians.items()})
     return out
 
-
-def _median(values: Sequence[float | None]) -> float | None:
-    known = sorted(v for v in values if v is not None)
-    return known[len(known) // 2] if known else None
-
-
-def ratios_of(after: dict[str, Any], before: dict[str, Any]) -> float | None:
-    a, b = after.get("engine_cpu_s_per_1000"), before.get("engine_cpu_s_per_1000")
-    return round(a / b, 3) if a and b else None

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import redis
 import websockets
+from confluent_kafka import Producer
 
 from bench.data import Msg, probe_log, sample_messages, topic_of
 from bench.env import latency_settings, namespace
@@ -117,11 +118,11 @@ class Sockets:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
-def probe(settings: Settings, sockets: Sockets, run: str, count: int, rate: float, first: int,
+def probe(producer: Producer, settings: Settings, sockets: Sockets, run: str, count: int, rate: float, first: int,
           settle_s: float = 15.0) -> dict[str, Any]:
-    """Produce `count` ERROR probes at `rate`/s; latency of each (probe, socket) arrival."""
+    """Produce `count` ERROR probes at `rate`/s with `producer` (connected: `warm_producer`); latency of each
+    (probe, socket) arrival."""
     sockets.reset()
-    producer = warm_producer(settings, run)
     sent: dict[str, float] = {}
     started = time.monotonic()
     for n in range(first, first + count):
@@ -149,7 +150,7 @@ def probe(settings: Settings, sockets: Sockets, run: str, count: int, rate: floa
                      "worker_start_to_socket": summary_ms([b for _, b in to_worker])}}
 
 
-def under_load(settings: Settings, sockets: Sockets, run_id: str, probes: int, load_rate: int,
+def under_load(producer: Producer, settings: Settings, sockets: Sockets, run_id: str, probes: int, load_rate: int,
                first: int) -> dict[str, Any]:
     """Probes at 5/s while `load_rate` events/s of ordinary traffic are produced alongside."""
     seconds = probes / 5 + 5
@@ -158,18 +159,17 @@ def under_load(settings: Settings, sockets: Sockets, run_id: str, probes: int, l
     load_started = time.monotonic()
     loader.start()
     time.sleep(2)  # let the load reach the pipeline first
-    busy = probe(settings, sockets, run_id, probes, 5, first)
+    busy = probe(producer, settings, sockets, run_id, probes, 5, first)
     loader.join()
     achieved = len(load) / (time.monotonic() - load_started)
     log.info("error stream under %g/s: p50 %s ms, p99 %s ms", load_rate, busy["p50_ms"], busy["p99_ms"])
     return {**busy, "load_rate": load_rate, "load_rate_achieved": round(achieved)}
 
 
-def warm_workers(settings: Settings, run: str, processes: int) -> str:
+def warm_workers(producer: Producer, settings: Settings, run: str, processes: int) -> str:
     """INFO logs (no socket sees them), a few per worker process, before the idle probes: each process pays its
     set-up (the engine client, the templates check, about 0.23 s) on its first batch, which is start-up, not the
     idle path. Spaced so that they make separate batches and reach every process."""
-    producer = warm_producer(settings, run)
     for n in range(4 * processes):
         time.sleep(0.1)
         producer.produce(topic_of(settings, "log"), probe_log(run, -2 - n, int(time.time() * 1000)).value)
@@ -222,6 +222,17 @@ def _arrivals(sockets: Sockets, sent: dict[str, float]) -> int:
     return sum(1 for doc_id, _ in list(sockets.received) if doc_id in sent)
 
 
+def _load_basis(live_eps: float | None, capacity_eps: float | None) -> str:
+    if live_eps:
+        return (f"{HALF:.0%} of the pipeline's capacity while producing ({round(live_eps):,} events/s, the ingest "
+                "section's run produced while running, with the best backlog settings)")
+    if capacity_eps:
+        return (f"{HALF:.0%} of the pipeline's capacity ({round(capacity_eps):,} events/s, the ingest section's best "
+                "backlog run, with its settings)")
+    return (f"a fixed {DEFAULT_LOAD_RATE:,} events/s (the ingest section did not run, so the pipeline's capacity "
+            "is unknown)")
+
+
 def run(stack: Settings, out: dict, *, quick: bool, logs_dir: Path, capacity_eps: float | None = None,
         live_eps: float | None = None, config: PipelineConfig | None = None) -> None:
     """Fill `out` (the "errors" section). `capacity_eps`, `live_eps` and `config`: the ingest section's best backlog
@@ -232,13 +243,7 @@ def run(stack: Settings, out: dict, *, quick: bool, logs_dir: Path, capacity_eps
     probes = 20 if quick else 50
     basis = live_eps or capacity_eps
     load_rate = round(basis * HALF) if basis else DEFAULT_LOAD_RATE
-    out["load_basis"] = (f"{HALF:.0%} of the pipeline's capacity while producing ({round(basis):,} events/s, the "
-                         "ingest section's run produced while running, with the best backlog settings)"
-                         if live_eps else
-                         f"{HALF:.0%} of the pipeline's capacity ({round(basis):,} events/s, the ingest section's best "
-                         "backlog run, with its settings)" if basis else
-                         f"a fixed {DEFAULT_LOAD_RATE:,} events/s (the ingest section did not run, so the pipeline's "
-                         "capacity is unknown)")
+    out["load_basis"] = _load_basis(live_eps, capacity_eps)
     config = config or PipelineConfig(stack.bulk_batch_size, stack.bulk_max_parallel_flushes, 2)
     out["config"] = config.__dict__
     launcher = Launcher(logs_dir)
@@ -257,20 +262,21 @@ def run(stack: Settings, out: dict, *, quick: bool, logs_dir: Path, capacity_eps
             try:
                 run_id = settings.index_prefix.rstrip("-")
                 sockets.open(10)
-                out["warmup"] = warm_workers(settings, run_id, config.concurrency)
-                idle = probe(settings, sockets, run_id, probes, 5, 0)
+                producer = warm_producer(settings, run_id)
+                out["warmup"] = warm_workers(producer, settings, run_id, config.concurrency)
+                idle = probe(producer, settings, sockets, run_id, probes, 5, 0)
                 out["idle"] = idle
                 out["p50_ms"], out["p99_ms"] = idle["p50_ms"], idle["p99_ms"]
                 out["idle_legs"] = idle["legs"]
                 log.info("error stream idle: p50 %s ms, p99 %s ms", idle["p50_ms"], idle["p99_ms"])
 
-                busy = under_load(settings, sockets, run_id, probes, load_rate, 10_000)
+                busy = under_load(producer, settings, sockets, run_id, probes, load_rate, 10_000)
                 out["under_load"] = busy
                 out["load_rate"] = load_rate
                 out["p50_ms_under_load"], out["p99_ms_under_load"] = busy["p50_ms"], busy["p99_ms"]
                 out["p99_ms_half_capacity"] = busy["p99_ms"] if basis else None
                 if live_eps and capacity_eps:
-                    out["under_half_backlog_capacity"] = under_load(settings, sockets, run_id, probes,
+                    out["under_half_backlog_capacity"] = under_load(producer, settings, sockets, run_id, probes,
                                                                     round(capacity_eps * HALF), 15_000)
 
                 out["sockets"] = []
