@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import itemgetter
 from typing import NamedTuple
 
 from panopticon.flow import Records
@@ -50,19 +52,31 @@ class Batch:
         messages do not change (a batch cut down or split is a new one).
         """
         if self._ranges is None:
-            ranges: dict[TopicPartition, tuple[int, int]] = {}
-            for message in self.messages:
-                tp = (message.topic, message.partition)
-                first, last = ranges.get(tp, (message.offset, message.offset))
-                ranges[tp] = (min(first, message.offset), max(last, message.offset))
-            self._ranges = ranges
+            self._ranges = _ranges(self.messages)
         return self._ranges
 
     def records(self) -> Records:
         """The batch in the hand-off format."""
         messages = self.messages
-        return Records.of([m.partition for m in messages], [m.offset for m in messages],
-                          [m.value for m in messages])
+        return Records.of(list(map(_PARTITION, messages)), list(map(_OFFSET, messages)), list(map(_VALUE, messages)))
+
+
+_TOPIC, _PARTITION, _OFFSET, _VALUE = (itemgetter(i) for i in range(4))
+
+
+def _ranges(messages: list[Message]) -> dict[TopicPartition, tuple[int, int]]:
+    """Each partition's lowest and highest offset; one pass in C per partition (a batch holds a few), not a
+    Python step per message: this ran once per batch on the bridge's hot thread."""
+    keys = list(zip(map(_TOPIC, messages), map(_PARTITION, messages), strict=True))
+    offsets = list(map(_OFFSET, messages))
+    partitions = dict.fromkeys(keys)
+    if len(partitions) == 1:
+        return {keys[0]: (min(offsets), max(offsets))}
+    out = {}
+    for tp in partitions:
+        mine = list(compress(offsets, map(tp.__eq__, keys)))
+        out[tp] = (min(mine), max(mine))
+    return out
 
 
 class Batcher:
@@ -122,13 +136,18 @@ class Batcher:
         now). Returning the older batch first keeps each partition's offsets in order.
         """
         size = len(message.value)
-        current = self._open.get(stream)
-        if current is not None and (self._is_full(current) or current.size_bytes + size > self._limit(stream)):
+        # _is_full and _limit written out: this runs once per message on the bridge's hot thread.
+        limit, max_count = self._bytes_by_stream.get(stream, self._max_bytes), self._max_count
+        batch = self._open.get(stream)
+        if batch is None:
+            batch = self._open[stream] = Batch(stream=stream, messages=[], size_bytes=0, opened_at=self._clock())
+        elif len(batch.messages) >= max_count or batch.size_bytes >= limit or batch.size_bytes + size > limit:
             closed = self._open.pop(stream)
             self._append(stream, message, size)
             return closed
-        batch = self._append(stream, message, size)
-        if self._is_full(batch):
+        batch.messages.append(message)
+        batch.size_bytes += size
+        if len(batch.messages) >= max_count or batch.size_bytes >= limit:
             return self._open.pop(stream)
         return None
 
