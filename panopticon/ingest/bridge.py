@@ -427,10 +427,10 @@ class Bridge:
     def _answers(self) -> dict[str, tuple[str, Any]]:
         """(state, result) of every batch handed off, from one read of the result backend.
 
-        Why: reading each AsyncResult's state was one GET per batch in flight every RESULT_POLL_S, a quarter
-        of the bridge's CPU (bench/). The keys and their decoding are the backend's own, so the answer is what
-        AsyncResult.state and .result would say (no key: PENDING). An unreachable backend answers UNKNOWN for
-        all of them (no answer yet: the timeouts still apply).
+        Why: reading each AsyncResult's state was one GET per batch in flight every RESULT_POLL_S: 1.3 ms of CPU a
+        poll with 8 in flight, 50 polls a second, against 0.15 ms for one MGET. The keys and their decoding are the
+        backend's own, so the answer is what AsyncResult.state and .result would say (no key: PENDING). An
+        unreachable backend answers UNKNOWN for all of them (no answer yet: the timeouts still apply).
         """
         backend = self.celery.backend
         if not isinstance(backend, BaseKeyValueStoreBackend):  # each batch is asked alone (_answer_of)

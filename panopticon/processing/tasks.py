@@ -163,9 +163,9 @@ def _encoded(document: dict[str, Any]) -> bytes:
     """The document's JSON, in memory of its own size.
 
     orjson's result keeps the 4 KB buffer it was written in, whatever the document's size (a span's is about
-    500 bytes). A batch holds thousands of them until its bulk request is answered: that was 20 MB a batch of
-    fresh memory, a page fault per document, and more of the worker's CPU than the encoding (bench/). The copy
-    costs less than the faults it saves.
+    500 bytes). A batch holds thousands of them until its bulk request is answered: that was 20 MB of fresh
+    memory a batch and about a page fault per document, which cost more CPU than the encoding itself (40,000
+    messages through index_batch: 30,000 minor faults before, 2,000 with the copy). The copy is cheaper.
     """
     return bytes(memoryview(orjson.dumps(document)))
 
