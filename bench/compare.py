@@ -86,27 +86,50 @@ def changes_since(sha: str) -> list[str]:
 
 
 def before_after(stack: Settings, messages: Sequence[Msg], ref: str, logs_dir: Path,
-                 config: PipelineConfig | None = None) -> dict[str, Any]:
-    """The pipeline of `ref`, then the working tree's, back to back (backlog, same messages and settings)."""
+                 config: PipelineConfig | None = None, *, repeats: int = 3) -> dict[str, Any]:
+    """The pipeline of `ref` and the working tree's, in turn `repeats` times (backlog, same messages and
+    settings); each side's figures are the medians of its runs.
+
+    Why in turn: one pair was not enough on this machine. Two back-to-back runs of the same code differed
+    by 20 %, more than most changes measured here; a drift of the machine now falls on both sides alike.
+    """
     config = config or PipelineConfig(stack.bulk_batch_size, stack.bulk_max_parallel_flushes, 2)
     checkout, sha = export(ref)
+    befores, afters = [], []
     try:
-        before = pipeline_run(stack, messages, config, mode="backlog", logs_dir=logs_dir / "before", cwd=checkout,
-                              setup=setup_from(checkout))
+        for _ in range(repeats):
+            befores.append(pipeline_run(stack, messages, config, mode="backlog", logs_dir=logs_dir / "before",
+                                        cwd=checkout, setup=setup_from(checkout)))
+            afters.append(pipeline_run(stack, messages, config, mode="backlog", logs_dir=logs_dir / "after"))
     finally:
         shutil.rmtree(checkout, ignore_errors=True)
-    after = pipeline_run(stack, messages, config, mode="backlog", logs_dir=logs_dir / "after")
-    result = {
+    before, after = median_run(befores), median_run(afters)
+    result: dict[str, Any] = {
         "before_ref": ref, "before_commit": sha[:12], "after_commit": _git("rev-parse", "--short=12", "HEAD"),
         "after_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")),
-        "changes": changes_since(sha), "events": len(messages), "config": config.__dict__,
-        "before": {k: before.get(k) for k in KEPT}, "after": {k: after.get(k) for k in KEPT},
+        "changes": changes_since(sha), "events": len(messages), "config": config.__dict__, "repeats": repeats,
+        "before": before, "after": after, "ratios": ratios(before, after),
     }
-    result["ratios"] = ratios(result["before"], result["after"])
-    log.info("before/after %s: %s -> %s eps, own CPU/1000 %s -> %s, engine CPU/1000 %s -> %s", ref,
+    log.info("before/after %s: %s -> %s eps, own CPU/1000 %s -> %s, engine CPU/1000 %s -> %s (medians of %d)", ref,
              before["eps"], after["eps"], before["own_cpu_s_per_1000"], after["own_cpu_s_per_1000"],
-             before["cpu_s_per_1000"].get("engine"), after["cpu_s_per_1000"].get("engine"))
+             before["cpu_s_per_1000"].get("engine"), after["cpu_s_per_1000"].get("engine"), repeats)
     return result
+
+
+def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One side's figures: the median of each over its runs (CPU per process too), and every run's own."""
+    processes = sorted({name for run in runs for name in run["cpu_s_per_1000"]})
+    return {
+        "eps": _median([run["eps"] for run in runs]),
+        "own_cpu_s_per_1000": _median([run["own_cpu_s_per_1000"] for run in runs]),
+        "cpu_s_per_1000": {name: _median([run["cpu_s_per_1000"].get(name) for run in runs]) for name in processes},
+        "stored_exactly": all(run["stored_exactly"] for run in runs),
+        "runs": [{k: run.get(k) for k in KEPT} for run in runs],
+    }
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    return percentile([v for v in values if v is not None], 50)
 
 
 def ratios(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float | None]:

@@ -289,8 +289,9 @@ def _compare_lines(c: dict[str, Any]) -> list[str]:
     changes = c.get("changes", [])
     lines = ["## Before / after", "",
              f"The pipeline (bridge, worker, index templates) of {c['before_ref']} ({c['before_commit']}) and of the "
-             f"working tree ({c['after_commit']}{', with uncommitted changes' if c.get('after_dirty') else ''}), back "
-             f"to back, the same {c['events']:,} messages (backlog), settings {c['config']}. "
+             f"working tree ({c['after_commit']}{', with uncommitted changes' if c.get('after_dirty') else ''}), "
+             f"in turn {c.get('repeats', 1)} time(s) each (medians below), the same {c['events']:,} messages "
+             f"(backlog), settings {c['config']}. "
              f"{len(changes)} commit(s) in between touch the product"
              + (": " + "; ".join(f"`{x}`" for x in changes[:12]) + (" ..." if len(changes) > 12 else "")
                 if changes else "") + ".", "",
@@ -304,6 +305,11 @@ def _compare_lines(c: dict[str, Any]) -> list[str]:
              f"{_fmt(before['cpu_s_per_1000'].get('worker'))} | {_fmt(after['cpu_s_per_1000'].get('bridge'))} / "
              f"{_fmt(after['cpu_s_per_1000'].get('worker'))} | |",
              f"| stored exactly | {_fmt(before['stored_exactly'])} | {_fmt(after['stored_exactly'])} | |"]
+    for side, figures in (("before", before), ("after", after)):
+        runs = figures.get("runs") or []
+        if runs:
+            lines.append(f"\n{side}, each run (events/s, own CPU s per 1,000): "
+                         + "; ".join(f"{_fmt(run['eps'])}, {_fmt(run['own_cpu_s_per_1000'])}" for run in runs))
     return lines
 
 
