@@ -61,19 +61,17 @@ class Batch:
         return Records.of(list(map(_PARTITION, messages)), list(map(_OFFSET, messages)), list(map(_VALUE, messages)))
 
 
-_TOPIC, _PARTITION, _OFFSET, _VALUE = (itemgetter(i) for i in range(4))
+_PARTITION, _OFFSET, _VALUE = itemgetter(1), itemgetter(2), itemgetter(3)
+_TOPIC_PARTITION = itemgetter(0, 1)
 
 
 def _ranges(messages: list[Message]) -> dict[TopicPartition, tuple[int, int]]:
     """Each partition's lowest and highest offset; one pass in C per partition (a batch holds a few), not a
     Python step per message: this ran once per batch on the bridge's hot thread."""
-    keys = list(zip(map(_TOPIC, messages), map(_PARTITION, messages), strict=True))
+    keys = list(map(_TOPIC_PARTITION, messages))
     offsets = list(map(_OFFSET, messages))
-    partitions = dict.fromkeys(keys)
-    if len(partitions) == 1:
-        return {keys[0]: (min(offsets), max(offsets))}
     out = {}
-    for tp in partitions:
+    for tp in dict.fromkeys(keys):
         mine = list(compress(offsets, map(tp.__eq__, keys)))
         out[tp] = (min(mine), max(mine))
     return out
