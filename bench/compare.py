@@ -178,8 +178,7 @@ def storage_before_after(stack: Settings, messages: Sequence[Msg], ref: str, *, 
                                        "engine_cpu_s_per_1000": result["cpu_s_per_1000"].get("engine")})
     finally:
         shutil.rmtree(checkout, ignore_errors=True)
-    medians = {name: {key: percentile([r[key] for r in runs if r[key] is not None], 50)
-                      for key in ("eps", "engine_cpu_s_per_1000")}
+    medians = {name: {key: _median([r[key] for r in runs]) for key in ("eps", "engine_cpu_s_per_1000")}
                for name, runs in variants.items()}
     out = {"before_ref": ref, "before_commit": sha[:12], "events": sum(len(d) for d in docs.values()),
            "bulk": {"size": size, "processes": processes}, "repeats": repeats,

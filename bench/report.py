@@ -411,8 +411,8 @@ def perf_table(r: dict[str, Any]) -> str:
         after = lookup(c, "after.cpu_s_per_1000.engine") if not _not_run(c) else None
         versus = (f"; side by side: {_fmt(before)} s at {c['before_ref']} -> {_fmt(after)} s now"
                   + _met(_reduced([run["cpu_s_per_1000"].get("engine") for run in c["before"].get("runs", [])],
-                                  [run["cpu_s_per_1000"].get("engine") for run in c["after"].get("runs", [])])
-                         if before and after else None)) if before else ""
+                                  [run["cpu_s_per_1000"].get("engine") for run in c["after"].get("runs", [])]))
+                  ) if before else ""
         st = r.get("storage", {})
         templates = (f"; templates alone (direct bulk, {st['repeats']} runs each in turn, medians): "
                      f"{_fmt(st['medians']['before']['engine_cpu_s_per_1000'])} s at {st['before_ref']} -> "
