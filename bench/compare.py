@@ -63,7 +63,17 @@ def export(ref: str) -> tuple[Path, str]:
     with tarfile.open(archive) as tar:
         tar.extractall(target, filter="data")
     archive.unlink()
+    _build_extensions(target)
     return target, sha
+
+
+def _build_extensions(checkout: Path) -> None:
+    """Compile the checkout's Cython modules in place, as `pip install -e .` does for the working tree: its
+    processes import the checkout's own code (PYTHONPATH), which is not installed."""
+    sources = sorted(str(path) for path in (checkout / "panopticon").rglob("*.pyx"))
+    if sources:
+        subprocess.run([sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-3", "-q", *sources], cwd=checkout,
+                       check=True, capture_output=True)
 
 
 def setup_from(checkout: Path) -> Callable[[Settings], None]:

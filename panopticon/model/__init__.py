@@ -20,7 +20,8 @@ STATUSES: tuple[str, ...] = ("OK", "ERROR", "UNSET")
 
 # Trace and span ids: 1-128 printable ASCII characters without spaces or ':'. That keeps the span document
 # id `trace_id:span_id` unambiguous and well under the engine's 512-byte `_id` limit.
-ID_PATTERN = r"[!-9;-~]{1,128}"
+ID_MAX_CHARS = 128
+ID_PATTERN = rf"[!-9;-~]{{1,{ID_MAX_CHARS}}}"
 ID_RULE = "must be 1-128 printable ASCII characters, no spaces or ':'"
 ID_RE = re.compile(ID_PATTERN + r"\Z")
 # An error group's fingerprint (panopticon/processing/fingerprint.py): 16 lowercase hex characters.

@@ -6,7 +6,8 @@ This is the hot ingest path and the only gate between producers and the data str
   dead-letter entry with a reason, never a crashed batch.
 * Work per message is kept small: orjson parses, a prebuilt marshmallow schema validates a dict that
   holds only the keys we know, and the document is built once in plain Python. A plainly valid message
-  skips marshmallow's machinery through an exactly equivalent fast path (see "Fast path" below).
+  skips marshmallow's machinery through an exactly equivalent fast path (see "Fast path" below), whose
+  field checks are compiled (`_loader.pyx`).
 
 Input rules beyond the message contract (decided here, relied on elsewhere):
 
@@ -23,15 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing
 
-from panopticon.model import ID_RE, ID_RULE, KINDS, LEVEL_ALIASES, LEVELS, STATUSES, span_doc_id
+from panopticon.model import ID_MAX_CHARS, ID_RE, ID_RULE, KINDS, LEVEL_ALIASES, LEVELS, STATUSES, span_doc_id
 from panopticon.model.times import MAX_FUTURE_MS, parse_time, time_problem
+from panopticon.processing import _loader
 from panopticon.processing.documents import log_document, span_document
 
 __all__ = ["Decoded", "DecodedRecord", "Rejected", "decode_log", "decode_log_record", "decode_span",
@@ -306,103 +307,67 @@ def _flatten_http(http: dict[str, Any], out: dict[str, Any]) -> None:
 # Fast path (see `_fast_load`)
 
 _FAST_PATH = True  # tests turn it off to compare with marshmallow alone
-_ABSENT = object()
-
-
-# One field as the fast path reads it: (key, camelCase key or None, loaded name, required, load_default,
-# "" means absent).
-_FastField = tuple[str, str | None, str, bool, Any, bool]
 
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """The fields of one schema for the fast path: top-level ones, and the members of `http` if any, each
-    also compiled into one straight-line function (`_compile`)."""
+    """The fields of one schema for the fast path: the top-level ones, and the members of `http` if any,
+    each as the compiled loader's rules (`_rule_of`)."""
 
-    fields: tuple[_FastField, ...]
-    http: tuple[_FastField, ...] | None
-    load_fields: Callable[[dict[str, Any]], dict[str, Any] | None]
-    load_http: Callable[[dict[str, Any]], dict[str, Any] | None] | None
+    fields: tuple[_loader.Rule, ...]
+    http: tuple[_loader.Rule, ...] | None
 
 
 def _plan_for(schema: Schema, keys: _Keys) -> _Plan:
     """The fast path's view of `schema`, from the same key tables `_canonical` uses."""
     camel = {name: key for key, name in keys.names.items() if key != name}
     camel.update({name: key for key, name in _HTTP_NAMES.items() if key != name[5:]})
-    top: list[_FastField] = []
-    http: list[_FastField] = []
+    top: list[_loader.Rule] = []
+    http: list[_loader.Rule] = []
     for name, field in schema.fields.items():
         if name == "http":
             continue
         member = name[5:] if name.startswith("http_") else None
-        entry = (member or name, camel.get(name), name, field.required, field.load_default,
-                 name in keys.blank_is_absent)
-        (top if member is None else http).append(entry)
-    members = tuple(http) if "http" in schema.fields else None
-    return _Plan(tuple(top), members, _compile(schema, tuple(top)), _compile(schema, members) if members else None)
+        rule = _rule_of(field, member or name, camel.get(name), name, name in keys.blank_is_absent)
+        (top if member is None else http).append(rule)
+    return _Plan(tuple(top), tuple(http) if "http" in schema.fields else None)
 
 
-def _compile(schema: Schema, plan: tuple[_FastField, ...]) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
-    """One function that loads `plan`'s fields from `source` with every field's check written out in line:
-    the loaded dict, or None when any field is not plainly valid (or is sent in both spellings).
+# The ASCII characters an id may hold, read from the pattern itself (ID_PATTERN: one character class, repeated
+# 1..ID_MAX_CHARS times), for the compiled loader's shortcut.
+_ID_CHARACTERS = bytes(ID_RE.match(chr(code)) is not None for code in range(128))
 
-    Why: a generic loop over the plan unpacked a field tuple and called a check closure per field, ~16 times
-    a message; written out, the rules cost much less (bench/, the hot path). The source is generated from
-    the schema's own fields, and the property tests hold the result equal to marshmallow.
+
+def _rule_of(field: fields.Field[Any], key: str, camel: str | None, name: str, blank_is_absent: bool) -> _loader.Rule:
+    """`field`'s check for the compiled loader (`_loader.Rule`): what `field._deserialize` accepts, and loads it to.
+
     Exact types on purpose, for fields and values alike: orjson only makes exact types (which keeps bool
-    out of the numbers), and a new subclass of a field must get its own lines (else TypeError at import).
+    out of the numbers), and a new subclass of a field must get its own rule (else TypeError at import).
     """
-    constants: dict[str, Any] = {"_ABSENT": _ABSENT, "parse_time": parse_time}
-    lines = ["def load(source):", "    get = source.get", "    loaded = {}"]
-    for i, (key, camel, name, required, default, blank_is_absent) in enumerate(plan):
-        field = schema.fields[name]
-        lines.append(f"    v = get({key!r}, _ABSENT)")
-        if camel is not None:
-            lines += [f"    if {camel!r} in source:", "        if v is not _ABSENT:", "            return None",
-                      f"        v = source[{camel!r}]"]
-        absent = "v is _ABSENT or v is None" + (' or v == ""' if blank_is_absent else "")
-        lines.append(f"    if {absent}:")
-        if required:
-            lines.append("        return None")
-        else:
-            constants[f"d{i}"] = default
-            call = "()" if callable(default) else ""
-            lines.append(f"        loaded[{name!r}] = d{i}{call}")
-        lines.append("    else:")
-        lines += [f"        {line}" for line in _inline_check(field, i, constants)]
-        lines.append(f"        loaded[{name!r}] = v")
-    lines.append("    return loaded")
-    exec("\n".join(lines), constants)  # noqa: S102 - our own source, built from the schema above
-    compiled: Callable[[dict[str, Any]], dict[str, Any] | None] = constants["load"]
-    return compiled
-
-
-def _inline_check(field: fields.Field[Any], i: int, constants: dict[str, Any]) -> list[str]:
-    """The lines that check `v` for `field` (returning None when unsure) and leave the loaded value in `v`:
-    what `field._deserialize` gives for a value it accepts."""
+    common = (key, camel, name, field.required, field.load_default, blank_is_absent)
     kind = type(field)
     if kind is Id:
         assert isinstance(field, Id)
-        constants[f"match{i}"] = field.pattern.match
-        return [f"if type(v) is not str or not match{i}(v):", "    return None"]
+        if field.pattern is not ID_RE:
+            raise TypeError(f"{name}: an id field with a pattern of its own needs a rule of its own")
+        return _loader.Rule(*common, _loader.ID, check=field.pattern.match, max_chars=ID_MAX_CHARS,
+                            allowed=_ID_CHARACTERS)
     if kind is Upper:
         assert isinstance(field, Upper)
-        lines = ["if type(v) is not str:", "    return None", "v = v.upper()"]
         if field.choices:
-            constants[f"aliases{i}"], constants[f"choices{i}"] = field.aliases, field.choices
-            return [*lines, f"v = aliases{i}.get(v, v)", f"if v not in choices{i}:", "    return None"]
-        return [*lines, f"if not {field.min_chars} <= len(v) <= {field.max_chars}:", "    return None"]
+            return _loader.Rule(*common, _loader.UPPER_CHOICE, aliases=field.aliases, choices=field.choices)
+        return _loader.Rule(*common, _loader.UPPER_TEXT, min_chars=field.min_chars, max_chars=field.max_chars)
     if kind is Text:
         assert isinstance(field, Text)
-        return [f"if type(v) is not str or not {field.min_chars} <= len(v) <= {field.max_chars}:", "    return None"]
+        return _loader.Rule(*common, _loader.TEXT, min_chars=field.min_chars, max_chars=field.max_chars)
     if kind is Time:
-        return ["v = parse_time(v)", "if v is None:", "    return None"]
+        return _loader.Rule(*common, _loader.TIME, check=parse_time)
     if kind is Number:
         assert isinstance(field, Number)
-        constants[f"types{i}"], constants[f"low{i}"], constants[f"high{i}"] = field.types, field.minimum, field.maximum
-        return [f"if type(v) not in types{i} or not low{i} <= v <= high{i}:", "    return None"]
+        return _loader.Rule(*common, _loader.NUMBER, integral_only=field.types == (int,), low=field.minimum,
+                            high=field.maximum)
     if kind is JsonObject:
-        return ["if type(v) is not dict:", "    return None"]
+        return _loader.Rule(*common, _loader.OBJECT)
     raise TypeError(f"no fast check for {kind.__name__}: add one, or the fast path cannot be exact")
 
 
@@ -422,15 +387,15 @@ def _fast_load(plan: _Plan, message: dict[str, Any]) -> dict[str, Any] | None:
     Decoded or Rejected with `_FAST_PATH` on and off; and that only both-spellings messages fall back
     when marshmallow would accept them.
     """
-    loaded = plan.load_fields(message)
-    if loaded is None or plan.load_http is None:
+    loaded = _loader.load(plan.fields, message)
+    if loaded is None or plan.http is None:
         return loaded
     http = message.get("http")
     if http is None:
         http = {}
     elif type(http) is not dict:
         return None
-    members = plan.load_http(http)
+    members = _loader.load(plan.http, http)
     if members is None:
         return None
     loaded.update(members)

@@ -1,0 +1,227 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The decoders' fast path, compiled: a message's known fields, loaded when every one is plainly valid.
+
+Why compiled: in Python the ~16 checks of a span cost about 3 us, written out as generated code, and were
+the largest share of its decoding after everything else was made cheap (bench/, the hot path).
+What it may answer is decided in schemas.py: `_rule_of` turns each marshmallow field into a `Rule` (its
+kind, limits, id characters, choices, aliases, default, spellings), so the rules are read from the schema
+and the model, not written here. Whenever a value is not plainly valid the answer is None and marshmallow
+decides; tests/unit/processing/test_fast_path.py holds every answer equal to marshmallow's.
+Two checks have a C shortcut that may only say yes, and otherwise ask the Python check: an id of ASCII
+characters from the allowed table, and a time in our own format (`YYYY-MM-DDTHH:MM:SS.mmmZ`).
+"""
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object)
+    void* PyUnicode_DATA(object)
+    Py_ssize_t PyUnicode_GET_LENGTH(object)
+
+cdef object _ABSENT = object()
+
+# What a Rule checks (`kind`).
+ID = 0  # a string that `check` (the id pattern's match) accepts
+UPPER_CHOICE = 1  # a string, upper-cased, then aliased, then one of `choices`
+UPPER_TEXT = 2  # a string, upper-cased, then min_chars..max_chars long
+TEXT = 3  # a string min_chars..max_chars long
+TIME = 4  # what `check` (parse_time) reads
+NUMBER = 5  # an int (or a float unless integral_only) in low..high
+OBJECT = 6  # a JSON object, kept as parsed
+
+cdef enum:
+    _ID = 0
+    _UPPER_CHOICE = 1
+    _UPPER_TEXT = 2
+    _TEXT = 3
+    _TIME = 4
+    _NUMBER = 5
+    _OBJECT = 6
+
+
+cdef class Rule:
+    """One field as the fast path reads it: its key, its camelCase spelling (or None), the name it loads to,
+    whether it is required, its default, whether "" means absent, and its check."""
+
+    cdef readonly str key
+    cdef readonly object camel
+    cdef readonly str name
+    cdef readonly bint required
+    cdef readonly object default
+    cdef readonly bint call_default
+    cdef readonly bint blank_is_absent
+    cdef readonly int kind
+    cdef readonly Py_ssize_t min_chars
+    cdef readonly Py_ssize_t max_chars
+    cdef readonly object check
+    cdef readonly bytes allowed
+    cdef readonly dict aliases
+    cdef readonly frozenset choices
+    cdef readonly bint integral_only
+    cdef readonly object low
+    cdef readonly object high
+    cdef const unsigned char* _allowed
+
+    def __init__(self, str key, camel, str name, bint required, default, bint blank_is_absent, int kind, *,
+                 Py_ssize_t min_chars=0, Py_ssize_t max_chars=0, check=None, bytes allowed=None,
+                 dict aliases=None, frozenset choices=None, bint integral_only=False, low=None, high=None):
+        if not _ID <= kind <= _OBJECT:
+            raise ValueError(f"{name}: unknown rule kind {kind}")
+        if kind in (_ID, _TIME) and not callable(check):
+            raise ValueError(f"{name}: an id or time rule needs its check")
+        if kind == _ID and (allowed is None or len(allowed) != 128 or max_chars < 1):
+            raise ValueError(f"{name}: an id rule needs its 128-entry ASCII table and its longest length")
+        if kind == _UPPER_CHOICE and choices is None:
+            raise ValueError(f"{name}: a choice rule needs its choices")
+        if kind == _NUMBER and (low is None or high is None):
+            raise ValueError(f"{name}: a number rule needs its bounds")
+        self.key = key
+        self.camel = camel
+        self.name = name
+        self.required = required
+        self.default = default
+        self.call_default = callable(default)
+        self.blank_is_absent = blank_is_absent
+        self.kind = kind
+        self.min_chars = min_chars
+        self.max_chars = max_chars
+        self.check = check
+        self.allowed = allowed if allowed is not None else bytes(128)
+        self._allowed = self.allowed
+        self.aliases = aliases if aliases is not None else {}
+        self.choices = choices
+        self.integral_only = integral_only
+        self.low = low
+        self.high = high
+
+
+def load(tuple rules, dict source):
+    """`rules`' fields of `source`, loaded into a new dict, or None when any is not plainly valid (or is sent in
+    both spellings)."""
+    cdef dict loaded = {}
+    cdef Rule rule
+    cdef object value
+    for rule in rules:
+        value = source.get(rule.key, _ABSENT)
+        if rule.camel is not None and rule.camel in source:
+            if value is not _ABSENT:
+                return None
+            value = source[rule.camel]
+        if value is _ABSENT or value is None or (rule.blank_is_absent and type(value) is str and not value):
+            if rule.required:
+                return None
+            loaded[rule.name] = rule.default() if rule.call_default else rule.default
+            continue
+        value = _checked(rule, value)
+        if value is _ABSENT:
+            return None
+        loaded[rule.name] = value
+    return loaded
+
+
+cdef object _checked(Rule rule, object value):
+    """The loaded value, or _ABSENT when it is not plainly valid. Exact types: orjson makes no subclasses, and
+    that keeps bool out of the numbers."""
+    cdef Py_ssize_t size
+    cdef int kind = rule.kind
+    cdef object moment
+    if kind == _ID:
+        if type(value) is not str:
+            return _ABSENT
+        if _is_id(rule, <str>value) or rule.check(value) is not None:
+            return value
+        return _ABSENT
+    if kind == _TEXT:
+        if type(value) is not str:
+            return _ABSENT
+        size = PyUnicode_GET_LENGTH(value)
+        return value if rule.min_chars <= size <= rule.max_chars else _ABSENT
+    if kind == _UPPER_CHOICE:
+        if type(value) is not str:
+            return _ABSENT
+        value = (<str>value).upper()
+        value = rule.aliases.get(value, value)
+        return value if value in rule.choices else _ABSENT
+    if kind == _UPPER_TEXT:
+        if type(value) is not str:
+            return _ABSENT
+        value = (<str>value).upper()
+        size = PyUnicode_GET_LENGTH(value)
+        return value if rule.min_chars <= size <= rule.max_chars else _ABSENT
+    if kind == _TIME:
+        moment = _own_time(value)
+        if moment is None:
+            moment = rule.check(value)
+        return _ABSENT if moment is None else moment
+    if kind == _NUMBER:
+        if not (type(value) is int or (type(value) is float and not rule.integral_only)):
+            return _ABSENT
+        return value if rule.low <= value <= rule.high else _ABSENT
+    return value if type(value) is dict else _ABSENT  # _OBJECT
+
+
+cdef bint _is_id(Rule rule, str value):
+    """True only when `value` is 1..max_chars ASCII characters of the allowed table (else the pattern decides)."""
+    cdef Py_ssize_t size = PyUnicode_GET_LENGTH(value), i
+    cdef const unsigned char* chars
+    if size < 1 or size > rule.max_chars or not PyUnicode_IS_ASCII(value):
+        return False
+    chars = <const unsigned char*>PyUnicode_DATA(value)
+    for i in range(size):
+        if not rule._allowed[chars[i]]:
+            return False
+    return True
+
+
+# --- our own time format ----------------------------------------------------------------------------------
+
+cdef int[13] _MONTH_DAYS
+_MONTH_DAYS[:] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+
+
+cdef object _own_time(object value):
+    """Epoch milliseconds (float) of `YYYY-MM-DDTHH:MM:SS.mmmZ` with ASCII digits and a real date and time,
+    else None: what parse_time answers for that format, without its calls."""
+    cdef const unsigned char* c
+    cdef int year, month, day, hour, minute, second, millis, days_in_month
+    if type(value) is not str or PyUnicode_GET_LENGTH(value) != 24 or not PyUnicode_IS_ASCII(value):
+        return None
+    c = <const unsigned char*>PyUnicode_DATA(value)
+    if c[4] != c'-' or c[7] != c'-' or c[10] != c'T' or c[13] != c':' or c[16] != c':' or c[19] != c'.' \
+            or c[23] != c'Z':
+        return None
+    year, month, day = _digits(c, 4), _digits(c + 5, 2), _digits(c + 8, 2)
+    hour, minute, second, millis = _digits(c + 11, 2), _digits(c + 14, 2), _digits(c + 17, 2), _digits(c + 20, 3)
+    if year < 1 or not 1 <= month <= 12 or day < 1 or not 0 <= hour <= 23 or not 0 <= minute <= 59 \
+            or not 0 <= second <= 59 or millis < 0:
+        return None
+    days_in_month = _MONTH_DAYS[month]
+    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
+        days_in_month = 29
+    if day > days_in_month:
+        return None
+    cdef long long seconds = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+    return <double>(seconds * 1000 + millis)
+
+
+cdef int _digits(const unsigned char* c, int n):
+    """The number `n` ASCII digits spell, or -1."""
+    cdef int value = 0, i
+    for i in range(n):
+        if not c'0' <= c[i] <= c'9':
+            return -1
+        value = value * 10 + (c[i] - c'0')
+    return value
+
+
+cdef long long _days_from_civil(long long year, long long month, long long day):
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    year -= month <= 2
+    cdef long long era = (year if year >= 0 else year - 399) // 400
+    cdef long long year_of_era = year - era * 400
+    cdef long long day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    cdef long long day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
+
+
+def own_time(value):
+    """`_own_time` for the tests: epoch ms of our own format, or None."""
+    return _own_time(value)
