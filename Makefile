@@ -14,7 +14,7 @@ export REDIS_HOST ?= 127.0.0.1
 .PHONY: docs run test test-unit test-integration test-browser test-faults bench bench-quick bench-table bench-dashboard bench-dependencies bench-alerts browser zipkin-ui stack-up stack-down stack-status lint env-example venv clean
 
 # The compiled fast path is built by the install: a changed .pyx installs again.
-$(STAMP): pyproject.toml $(wildcard panopticon/*/*.pyx)
+$(STAMP): pyproject.toml setup.py $(wildcard panopticon/*/*.pyx)
 	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "need Python 3.11 or newer (set PY=...)"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -121,7 +121,7 @@ bench-alerts: venv stack-up
 # ruff (style), mypy --strict (types of panopticon/) and import-linter (the direction of imports; contracts in
 # pyproject.toml). Part of `make test`.
 lint: venv
-	$(BIN)/ruff check panopticon tests bench celeryconfig.py wsgi.py
+	$(BIN)/ruff check panopticon tests bench celeryconfig.py wsgi.py setup.py
 	$(BIN)/mypy panopticon
 	$(BIN)/lint-imports
 

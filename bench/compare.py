@@ -71,9 +71,12 @@ def _build_extensions(checkout: Path) -> None:
     """Compile the checkout's Cython modules in place, as `pip install -e .` does for the working tree: its
     processes import the checkout's own code (PYTHONPATH), which is not installed."""
     sources = sorted(str(path) for path in (checkout / "panopticon").rglob("*.pyx"))
-    if sources:
-        subprocess.run([sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-3", "-q", *sources], cwd=checkout,
-                       check=True, capture_output=True)
+    if not sources:
+        return
+    done = subprocess.run([sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-3", "-q", *sources], cwd=checkout,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"compiling {', '.join(sources)} failed:\n{done.stdout}\n{done.stderr}")
 
 
 def setup_from(checkout: Path) -> Callable[[Settings], None]:
