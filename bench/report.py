@@ -335,6 +335,11 @@ def _storage_lines(st: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _probes(run: dict[str, Any]) -> str:
+    return (f"{_fmt(run.get('probes'))} probes at {_fmt(run.get('probe_rate'))}/s, each received by "
+            f"{_fmt(run.get('sockets'))} sockets")
+
+
 def _error_lines(e: dict[str, Any]) -> list[str]:
     if why := _not_run(e):
         return ["## Error stream", "", f"not run: {why}"]
@@ -345,7 +350,7 @@ def _error_lines(e: dict[str, Any]) -> list[str]:
              f"- under ingest load of {_fmt(e.get('load_rate'))} events/s ({e.get('load_basis', 'n/a')}; "
              f"produced at {_fmt(under.get('load_rate_achieved'))}/s): p50 {_fmt(e.get('p50_ms_under_load'), ' ms')}, "
              f"**p99 {_fmt(e.get('p99_ms_under_load'), ' ms')}** (goal < {ERRORS_LOADED_P99_GOAL_MS} ms at half "
-             f"capacity); {_legs(under.get('legs', {}), 'worker_start_to_socket')}",
+             f"capacity; {_probes(under)}); {_legs(under.get('legs', {}), 'worker_start_to_socket')}",
              "- slowest idle probes, produce -> worker start: "
              + (", ".join(f"#{p['probe']} {_fmt(p['ms'], ' ms')}" for p in e.get("idle", {}).get(
                  "slowest_to_worker_start", [])) or "n/a")
