@@ -16,7 +16,11 @@ cdef extern from "Python.h":
     void* PyUnicode_DATA(object)
     Py_ssize_t PyUnicode_GET_LENGTH(object)
 
+import orjson
+
 cdef object _ABSENT = object()
+cdef object _loads = orjson.loads
+cdef object _JSONDecodeError = orjson.JSONDecodeError
 
 # What a Rule checks (`kind`).
 ID = 0  # a string that `check` (the id pattern's match) accepts
@@ -93,9 +97,58 @@ cdef class Rule:
         self.high = high
 
 
+def message(object raw, Py_ssize_t max_bytes, tuple rules, tuple http_rules):
+    """(loaded fields, parsed message) of `raw`, the bytes of one JSON object of at most `max_bytes`, when it
+    parses and `fields` answers; else None (and the Python path, which parses again, says why)."""
+    cdef Py_ssize_t size
+    cdef object parsed
+    cdef dict loaded
+    if type(raw) is not bytes:
+        return None
+    size = len(<bytes>raw)
+    if size == 0 or size > max_bytes:
+        return None
+    try:
+        parsed = _loads(raw)
+    except _JSONDecodeError:
+        return None
+    if type(parsed) is not dict:
+        return None
+    loaded = _fields(rules, http_rules, <dict>parsed)
+    return None if loaded is None else (loaded, parsed)
+
+
+def fields(tuple rules, tuple http_rules, dict source):
+    """`rules`' fields of `source` and, when `http_rules` is given, its `http` object's members as http_*
+    fields; None when any is not plainly valid, or `http` is not an object."""
+    return _fields(rules, http_rules, source)
+
+
+cdef dict _fields(tuple rules, tuple http_rules, dict source):
+    cdef dict loaded = _load(rules, source), members
+    cdef object http
+    if loaded is None or http_rules is None:
+        return loaded
+    http = source.get("http")
+    if http is None:
+        http = {}
+    elif type(http) is not dict:
+        return None
+    members = _load(http_rules, <dict>http)
+    if members is None:
+        return None
+    loaded.update(members)
+    loaded["http"] = None  # the flattened object's own field loads to its default, as in the schema
+    return loaded
+
+
 def load(tuple rules, dict source):
     """`rules`' fields of `source`, loaded into a new dict, or None when any is not plainly valid (or is sent in
     both spellings)."""
+    return _load(rules, source)
+
+
+cdef dict _load(tuple rules, dict source):
     cdef dict loaded = {}
     cdef Rule rule
     cdef object value

@@ -371,6 +371,12 @@ def _rule_of(field: fields.Field[Any], key: str, camel: str | None, name: str, b
     raise TypeError(f"no fast check for {kind.__name__}: add one, or the fast path cannot be exact")
 
 
+def _fast_message(plan: _Plan, raw: object, max_bytes: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(`_fast_load`'s answer, the parsed message) for raw bytes, parsed and loaded in one compiled call; None
+    when the fast path is off or does not answer (then `_parse` and `_load` run, and say why)."""
+    return _loader.message(raw, max_bytes, plan.fields, plan.http) if _FAST_PATH else None
+
+
 def _fast_load(plan: _Plan, message: dict[str, Any]) -> dict[str, Any] | None:
     """What `schema.load(_canonical(message, keys))` returns, when every field is plainly valid; else None.
 
@@ -387,20 +393,7 @@ def _fast_load(plan: _Plan, message: dict[str, Any]) -> dict[str, Any] | None:
     Decoded or Rejected with `_FAST_PATH` on and off; and that only both-spellings messages fall back
     when marshmallow would accept them.
     """
-    loaded = _loader.load(plan.fields, message)
-    if loaded is None or plan.http is None:
-        return loaded
-    http = message.get("http")
-    if http is None:
-        http = {}
-    elif type(http) is not dict:
-        return None
-    members = _loader.load(plan.http, http)
-    if members is None:
-        return None
-    loaded.update(members)
-    loaded["http"] = None  # the flattened object's own field loads to its default, as in the schema
-    return loaded
+    return _loader.fields(plan.fields, plan.http, message)
 
 
 _SPAN_PLAN = _plan_for(_SPAN_SCHEMA, _SPAN_KEYS)
@@ -495,12 +488,18 @@ def decode_span(raw: bytes, *, topic: str, partition: int, offset: int, now_ms: 
 
 
 def _decode_span(raw: bytes, now_ms: int, max_bytes: int) -> Decoded | Rejected:
-    message = _parse(raw, max_bytes)
-    if isinstance(message, Rejected):
-        return message
-    span = _load(_SPAN_SCHEMA, _SPAN_KEYS, _SPAN_PLAN, message)
-    if isinstance(span, Rejected):
-        return span
+    fast = _fast_message(_SPAN_PLAN, raw, max_bytes)
+    if fast is not None:
+        span, message = fast
+    else:
+        parsed = _parse(raw, max_bytes)
+        if isinstance(parsed, Rejected):
+            return parsed
+        message = parsed
+        loaded = _load(_SPAN_SCHEMA, _SPAN_KEYS, _SPAN_PLAN, message)
+        if isinstance(loaded, Rejected):
+            return loaded
+        span = loaded
     timing = _span_timing(span, message, now_ms)
     if isinstance(timing, Rejected):
         return timing
@@ -553,12 +552,17 @@ def decode_log(raw: bytes, *, topic: str, partition: int, offset: int, now_ms: i
 
 def _decode_log(raw: bytes, topic: str, partition: int, offset: int, now_ms: int,
                 max_bytes: int) -> Decoded | Rejected:
-    message = _parse(raw, max_bytes)
-    if isinstance(message, Rejected):
-        return message
-    log = _load(_LOG_SCHEMA, _LOG_KEYS, _LOG_PLAN, message)
-    if isinstance(log, Rejected):
-        return log
+    fast = _fast_message(_LOG_PLAN, raw, max_bytes)
+    if fast is not None:
+        log = fast[0]
+    else:
+        message = _parse(raw, max_bytes)
+        if isinstance(message, Rejected):
+            return message
+        loaded = _load(_LOG_SCHEMA, _LOG_KEYS, _LOG_PLAN, message)
+        if isinstance(loaded, Rejected):
+            return loaded
+        log = loaded
     if problem := time_problem(log["timestamp"], now_ms):
         return Rejected(f"timestamp: {problem}")
     kafka = {"topic": topic, "partition": partition, "offset": offset}
