@@ -1,14 +1,16 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""The decoders' fast path, compiled: a message's known fields, loaded when every one is plainly valid.
+"""The decoders' fast path, compiled: a message parsed and its known fields loaded, when every one is plainly
+valid.
 
-Why compiled: in Python the ~16 checks of a span cost about 3 us, written out as generated code, and were
-the largest share of its decoding after everything else was made cheap (bench/, the hot path).
+Why compiled: as Python generated per schema, the ~16 checks of a span cost about 3.3 us, the largest share
+of its decoding once everything else had been made cheap; here they cost about 1.5 (bench/, the hot path).
 What it may answer is decided in schemas.py: `_rule_of` turns each marshmallow field into a `Rule` (its
 kind, limits, id characters, choices, aliases, default, spellings), so the rules are read from the schema
 and the model, not written here. Whenever a value is not plainly valid the answer is None and marshmallow
 decides; tests/unit/processing/test_fast_path.py holds every answer equal to marshmallow's.
 Two checks have a C shortcut that may only say yes, and otherwise ask the Python check: an id of ASCII
-characters from the allowed table, and a time in our own format (`YYYY-MM-DDTHH:MM:SS.mmmZ`).
+characters from the allowed table, and a time in our own format (`YYYY-MM-DDTHH:MM:SS.mmmZ`); their tests
+are in test_loader.py.
 """
 
 cdef extern from "Python.h":
@@ -22,15 +24,6 @@ cdef object _ABSENT = object()
 cdef object _loads = orjson.loads
 cdef object _JSONDecodeError = orjson.JSONDecodeError
 
-# What a Rule checks (`kind`).
-ID = 0  # a string that `check` (the id pattern's match) accepts
-UPPER_CHOICE = 1  # a string, upper-cased, then aliased, then one of `choices`
-UPPER_TEXT = 2  # a string, upper-cased, then min_chars..max_chars long
-TEXT = 3  # a string min_chars..max_chars long
-TIME = 4  # what `check` (parse_time) reads
-NUMBER = 5  # an int (or a float unless integral_only) in low..high
-OBJECT = 6  # a JSON object, kept as parsed
-
 cdef enum:
     _ID = 0
     _UPPER_CHOICE = 1
@@ -39,6 +32,15 @@ cdef enum:
     _TIME = 4
     _NUMBER = 5
     _OBJECT = 6
+
+# What a Rule checks (`kind`), for schemas.py.
+ID = _ID  # a string that `check` (the id pattern's match) accepts
+UPPER_CHOICE = _UPPER_CHOICE  # a string, upper-cased, then aliased, then one of `choices`
+UPPER_TEXT = _UPPER_TEXT  # a string, upper-cased, then min_chars..max_chars long
+TEXT = _TEXT  # a string min_chars..max_chars long
+TIME = _TIME  # what `check` (parse_time) reads
+NUMBER = _NUMBER  # an int (or a float unless integral_only) in low..high
+OBJECT = _OBJECT  # a JSON object, kept as parsed
 
 
 cdef class Rule:
