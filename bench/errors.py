@@ -42,7 +42,8 @@ from panopticon.settings import Settings
 log = logging.getLogger("bench.errors")
 
 WS_PORT = 3911
-# ERROR probes under load: their p99 is the 2nd slowest of 200 (every socket receives each probe).
+# ERROR probes under load: every socket receives each probe, so the p99 is the probes' own; of 200 that is the
+# 2nd slowest (of the 50 idle ones it would be the slowest).
 LOADED_PROBES = 200
 LOADED_PROBE_RATE = 10.0
 P99_GOAL_MS = 1000.0
@@ -244,7 +245,6 @@ def run(stack: Settings, out: dict, *, quick: bool, logs_dir: Path, capacity_eps
     produced meanwhile) overstates what the pipeline can take then. HALF of the backlog rate is measured too."""
     steps: Sequence[int] = (50, 200) if quick else (100, 500, 1000, 1900)
     probes = 20 if quick else 50
-    # Under load more: every socket sees every probe, so the p99 is that of the probes, and of 50 it is the slowest.
     loaded_probes = 40 if quick else LOADED_PROBES
     basis = live_eps or capacity_eps
     load_rate = round(basis * HALF) if basis else DEFAULT_LOAD_RATE

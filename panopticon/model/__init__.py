@@ -22,7 +22,7 @@ STATUSES: tuple[str, ...] = ("OK", "ERROR", "UNSET")
 # id `trace_id:span_id` unambiguous and well under the engine's 512-byte `_id` limit.
 ID_MAX_CHARS = 128
 ID_PATTERN = rf"[!-9;-~]{{1,{ID_MAX_CHARS}}}"
-ID_RULE = "must be 1-128 printable ASCII characters, no spaces or ':'"
+ID_RULE = f"must be 1-{ID_MAX_CHARS} printable ASCII characters, no spaces or ':'"
 ID_RE = re.compile(ID_PATTERN + r"\Z")
 # An error group's fingerprint (panopticon/processing/fingerprint.py): 16 lowercase hex characters.
 FINGERPRINT_RE = re.compile(r"[0-9a-f]{16}\Z")

@@ -144,13 +144,9 @@ cdef dict _fields(tuple rules, tuple http_rules, dict source):
     return loaded
 
 
-def load(tuple rules, dict source):
+cdef dict _load(tuple rules, dict source):
     """`rules`' fields of `source`, loaded into a new dict, or None when any is not plainly valid (or is sent in
     both spellings)."""
-    return _load(rules, source)
-
-
-cdef dict _load(tuple rules, dict source):
     cdef dict loaded = {}
     cdef Rule rule
     cdef object value

@@ -371,12 +371,6 @@ def _rule_of(field: fields.Field[Any], key: str, camel: str | None, name: str, b
     raise TypeError(f"no fast check for {kind.__name__}: add one, or the fast path cannot be exact")
 
 
-def _fast_message(plan: _Plan, raw: object, max_bytes: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(`_fast_load`'s answer, the parsed message) for raw bytes, parsed and loaded in one compiled call; None
-    when the fast path is off or does not answer (then `_parse` and `_load` run, and say why)."""
-    return _loader.message(raw, max_bytes, plan.fields, plan.http) if _FAST_PATH else None
-
-
 def _fast_load(plan: _Plan, message: dict[str, Any]) -> dict[str, Any] | None:
     """What `schema.load(_canonical(message, keys))` returns, when every field is plainly valid; else None.
 
@@ -454,15 +448,25 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "null")
 
 
-def _load(schema: Schema, keys: _Keys, plan: _Plan, message: dict[str, Any]) -> dict[str, Any] | Rejected:
-    if _FAST_PATH and (fast := _fast_load(plan, message)) is not None:
+def _loaded(schema: Schema, keys: _Keys, plan: _Plan, raw: object,
+            max_bytes: int) -> tuple[dict[str, Any], dict[str, Any]] | Rejected:
+    """(loaded fields, parsed message) of `raw`, or why it is not a valid one.
+
+    The fast path first: `_fast_load` on the parsed message, parsed and loaded in one compiled call
+    (`_loader.message`). What it does not answer for (not bytes, not a JSON object, not plainly valid) is
+    parsed again and marshmallow alone decides: the fast path has already had its say.
+    """
+    if _FAST_PATH and (fast := _loader.message(raw, max_bytes, plan.fields, plan.http)) is not None:
         return fast
+    message = _parse(raw, max_bytes)
+    if isinstance(message, Rejected):
+        return message
     try:
         loaded: dict[str, Any] = schema.load(_canonical(message, keys))
     except ValidationError as exc:
         errors = exc.messages if isinstance(exc.messages, dict) else {"message": exc.messages}
         return Rejected(_reason(_error_lines(errors, message)))
-    return loaded
+    return loaded, message
 
 
 def _internal_error(exc: Exception) -> Rejected:
@@ -488,18 +492,10 @@ def decode_span(raw: bytes, *, topic: str, partition: int, offset: int, now_ms: 
 
 
 def _decode_span(raw: bytes, now_ms: int, max_bytes: int) -> Decoded | Rejected:
-    fast = _fast_message(_SPAN_PLAN, raw, max_bytes)
-    if fast is not None:
-        span, message = fast
-    else:
-        parsed = _parse(raw, max_bytes)
-        if isinstance(parsed, Rejected):
-            return parsed
-        message = parsed
-        loaded = _load(_SPAN_SCHEMA, _SPAN_KEYS, _SPAN_PLAN, message)
-        if isinstance(loaded, Rejected):
-            return loaded
-        span = loaded
+    loaded = _loaded(_SPAN_SCHEMA, _SPAN_KEYS, _SPAN_PLAN, raw, max_bytes)
+    if isinstance(loaded, Rejected):
+        return loaded
+    span, message = loaded
     timing = _span_timing(span, message, now_ms)
     if isinstance(timing, Rejected):
         return timing
@@ -552,17 +548,10 @@ def decode_log(raw: bytes, *, topic: str, partition: int, offset: int, now_ms: i
 
 def _decode_log(raw: bytes, topic: str, partition: int, offset: int, now_ms: int,
                 max_bytes: int) -> Decoded | Rejected:
-    fast = _fast_message(_LOG_PLAN, raw, max_bytes)
-    if fast is not None:
-        log = fast[0]
-    else:
-        message = _parse(raw, max_bytes)
-        if isinstance(message, Rejected):
-            return message
-        loaded = _load(_LOG_SCHEMA, _LOG_KEYS, _LOG_PLAN, message)
-        if isinstance(loaded, Rejected):
-            return loaded
-        log = loaded
+    loaded = _loaded(_LOG_SCHEMA, _LOG_KEYS, _LOG_PLAN, raw, max_bytes)
+    if isinstance(loaded, Rejected):
+        return loaded
+    log = loaded[0]
     if problem := time_problem(log["timestamp"], now_ms):
         return Rejected(f"timestamp: {problem}")
     kafka = {"topic": topic, "partition": partition, "offset": offset}

@@ -79,12 +79,12 @@ SHORTCUT_ONLY = _id_rule(lambda value: None)
 @example("!" * (ID_MAX_CHARS + 1))
 @example("~\x7f")
 def test_id_shortcut_accepts_exactly_the_ascii_ids_of_the_pattern(value: str) -> None:
-    accepted = _loader.load((SHORTCUT_ONLY,), {"id": value}) is not None
+    accepted = _loader.fields((SHORTCUT_ONLY,), None, {"id": value}) is not None
     if value.isascii():
         assert accepted == (ID_RE.match(value) is not None)
     else:
         assert not accepted  # left to the pattern
-    with_pattern = _loader.load((_id_rule(ID_RE.match),), {"id": value}) is not None
+    with_pattern = _loader.fields((_id_rule(ID_RE.match),), None, {"id": value}) is not None
     assert with_pattern == (ID_RE.match(value) is not None)
 
 
