@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 from celery import current_app, shared_task
+from celery.signals import worker_init
 
 from panopticon import flow
 from panopticon.exceptions import EngineUnavailable
@@ -30,7 +31,7 @@ from panopticon.processing.groups import mark_new_groups
 from panopticon.processing.outbox import DeadLetter, Outbox
 from panopticon.processing.schemas import MAX_REASON_CHARS, Decoded, Rejected
 from panopticon.settings import Settings
-from panopticon.storage import BulkItem, SearchStore, open_store
+from panopticon.storage import BulkItem, SearchStore, import_clients, open_store
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,13 @@ def _resources() -> tuple[Settings, SearchStore, Outbox]:
     settings: Settings = current_app.conf.panopticon_settings
     store = open_store(settings, setup=True)
     return settings, store, Outbox(settings)
+
+
+@worker_init.connect
+def _import_engine_client(sender: Any = None, **_kwargs: Any) -> None:
+    """In the worker's main process, before its pool forks: see `storage.import_clients`. What `_resources`
+    does besides needs the engine and Kafka, so it stays with the first task (a child must start without them)."""
+    import_clients(sender.app.conf.panopticon_settings)
 
 
 @shared_task(name=flow.BULK_INDEX, acks_late=True)
