@@ -172,7 +172,7 @@ def under_load(producer: Producer, settings: Settings, sockets: Sockets, run_id:
 
 def warm_workers(producer: Producer, settings: Settings, run: str, processes: int) -> str:
     """INFO logs (no socket sees them), a few per worker process, before the idle probes: each process pays its
-    set-up (the engine client, the templates check, about 0.23 s) on its first batch, which is start-up, not the
+    set-up (the templates check, its engine and Kafka connections) on its first batch, which is start-up, not the
     idle path. Spaced so that they make separate batches and reach every process."""
     for n in range(4 * processes):
         time.sleep(0.1)

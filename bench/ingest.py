@@ -337,8 +337,9 @@ def freshness_run(stack: Settings, rate: float, seconds: float, logs_dir: Path, 
               **summary_ms(latencies), "legs": split_latency(legs), "latency_settings": knobs,
               "settings": settings_record(settings),
               "method": (f"probes produced after {WARMUP_S:g} s of the same probes, not counted (a worker process "
-                         f"pays its set-up on its first batch, about 0.23 s), by a producer already connected; each "
-                         f"probe looked for every {POLL_S:g} s (up to that much is the looking); the engine's "
+                         f"pays its set-up on its first batch: the templates check and its connections), by a "
+                         f"producer already connected; each probe looked for every {POLL_S:g} s (up to that much is "
+                         "the looking); the engine's "
                          "refresh interval bounds worker start -> seen from below")}
     log.info("freshness at %g/s (+%g/s load): p50 %s ms, p99 %s ms", rate, background_rate, result["p50_ms"],
              result["p99_ms"])
@@ -358,8 +359,8 @@ def warm_producer(settings: Settings, run: str) -> Producer:
 
 
 # Probes produced at the run's rate before the measured ones, and not measured: a worker process pays its set-up
-# (the engine client, the templates check) on its first batch, about 0.23 s each, and a pipeline is measured
-# running, not starting.
+# (the templates check, its engine and Kafka connections; the engine client's import was most of it until the
+# worker did that before forking) on its first batch, and a pipeline is measured running, not starting.
 WARMUP_S = 2.0
 
 

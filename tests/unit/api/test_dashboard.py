@@ -44,8 +44,8 @@ def test_only_listed_files_are_served() -> None:
 
 def test_vendored_library_has_its_licence_and_version() -> None:
     client = _app().test_client()
-    licence = client.get("/ui/vendor/uplot-1.6.32/LICENSE")
-    assert licence.status_code == 200 and b"MIT License" in licence.data
+    with client.get("/ui/vendor/uplot-1.6.32/LICENSE") as licence:  # closes the file it streams
+        assert licence.status_code == 200 and b"MIT License" in licence.data
     shell = client.get("/").data
     assert b"/ui/vendor/uplot-1.6.32/uPlot.min.css" in shell
     assert b"http://" not in shell and b"https://" not in shell  # nothing fetched from elsewhere
