@@ -41,7 +41,7 @@ from redis.exceptions import RedisError
 from panopticon import flow, telemetry
 from panopticon.exceptions import PipelineStopped
 from panopticon.flow import Stream, streams_by_topic
-from panopticon.ingest.batcher import Batch, Batcher, Message
+from panopticon.ingest.batcher import Batch, Batcher
 from panopticon.ingest.offsets import OffsetTracker, parse_reservation, reservation_metadata
 from panopticon.ingest.poison import Step, bisect, is_transient, verdict
 from panopticon.kafka import consumer_config, ensure_topics
@@ -278,7 +278,7 @@ class Bridge:
                 counts = consumed[stream] = [0, 0]
             counts[0] += 1
             counts[1] += len(value)
-            closed = add(stream, Message(topic, partition, offset, value))
+            closed = add(stream, topic, partition, offset, value)
             if closed is not None:
                 ready.append(closed)
 
@@ -311,7 +311,7 @@ class Bridge:
             for tp, (first, last) in batch.offset_ranges().items():
                 self.offsets.track(tp, first, last)
                 batch.replay |= self.offsets.is_replay(tp, first)
-            telemetry.BATCH_MESSAGES.labels(batch.stream).observe(len(batch.messages))
+            telemetry.BATCH_MESSAGES.labels(batch.stream).observe(len(batch))
             telemetry.BATCH_AGE.labels(batch.stream).observe(max(0.0, time.monotonic() - batch.opened_at))
             self._send(InFlight(batch, None, time.monotonic()))
         telemetry.BATCHES_IN_FLIGHT.set(len(self.in_flight))
@@ -369,13 +369,13 @@ class Bridge:
         """Hand `flight` off (its batch, or the dead letter of its single message) and watch it."""
         batch = flight.batch
         # One stream per batch, and one topic per stream: a batch is one task.
-        topic = batch.messages[0].topic
+        topic = batch.topic
         records = batch.records().to_wire()
         task_id = str(uuid.uuid4())
         result: AsyncResult[Any] | Unsent
         # Celery would write a repr of the records into the message's headers (for monitoring tools); the
         # summary is what such a tool can show anyway, and costs nothing to make.
-        shown = f"{len(batch.messages)} records of {topic}[{','.join(str(p) for _t, p in batch.offset_ranges())}]"
+        shown = f"{len(batch)} records of {topic}[{','.join(str(p) for _t, p in batch.offset_ranges())}]"
         try:
             if flight.give_up:
                 result = self.celery.send_task(flow.DEAD_LETTER, args=[topic, records, flight.reason],
@@ -461,9 +461,9 @@ class Bridge:
             self.offsets.done(tp, first, last)
         self.throughput.batches_done += 1
         if flight.give_up:
-            telemetry.MESSAGES_GIVEN_UP.labels(stream).inc(len(flight.batch.messages))
+            telemetry.MESSAGES_GIVEN_UP.labels(stream).inc(len(flight.batch))
         # Items, not messages: one OTLP record holds many, each of which may be dead-lettered alone.
-        self.cap.record(int(outcome.get("items", len(flight.batch.messages))), int(outcome.get("dead_lettered", 0)))
+        self.cap.record(int(outcome.get("items", len(flight.batch))), int(outcome.get("dead_lettered", 0)))
 
     def _failed(self, flight: InFlight, transient: bool, reason: str) -> None:
         """Send the batch again, bisect it, or give its one message up (see `poison.py`)."""
@@ -475,9 +475,9 @@ class Bridge:
                               flight.give_up)
         failures = flight.failures + (0 if transient else 1)
         step = verdict(transient=transient or flight.give_up, failures=failures, attempts=flight.attempts,
-                       size=len(batch.messages), max_failures=self.settings.bulk_poison_attempts)
+                       size=len(batch), max_failures=self.settings.bulk_poison_attempts)
         log.warning("%s of %d %s failed (attempt %d, %s): %s; %s", "dead letter" if flight.give_up else "batch",
-                    len(batch.messages), batch.stream, flight.attempts,
+                    len(batch), batch.stream, flight.attempts,
                     "transient" if transient else f"failure {failures}", reason[:300], step.step.value)
         telemetry.BATCHES_RETRIED.labels(batch.stream).inc()
         if step.step is Step.BISECT:
@@ -531,12 +531,7 @@ class Bridge:
 
     def _only_assigned(self, batch: Batch) -> Batch | None:
         """Drop messages of partitions this bridge no longer owns; their new owner reads them."""
-        kept = [m for m in batch.messages if (m.topic, m.partition) in self.assigned]
-        if not kept:
-            return None
-        if len(kept) == len(batch.messages):
-            return batch
-        return Batch(batch.stream, kept, sum(len(m.value) for m in kept), batch.opened_at, replay=batch.replay)
+        return batch.only({partition for topic, partition in self.assigned if topic == batch.topic})
 
     # --- backpressure -------------------------------------------------------------------------------
     def _apply_backpressure(self) -> None:

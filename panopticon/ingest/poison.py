@@ -64,8 +64,4 @@ def verdict(*, transient: bool, failures: int, attempts: int, size: int, max_fai
 
 def bisect(batch: Batch) -> tuple[Batch, Batch]:
     """Two halves in message order, so each partition's offsets stay in order across them."""
-    middle = len(batch.messages) // 2
-    halves = batch.messages[:middle], batch.messages[middle:]
-    first, second = (Batch(batch.stream, part, sum(len(m.value) for m in part), batch.opened_at, replay=True)
-                     for part in halves)
-    return first, second
+    return batch.split(len(batch) // 2, replay=True)

@@ -48,7 +48,7 @@ def run(batcher: Batcher, clock: FakeClock, steps: list[tuple]) -> list[tuple[st
     for step in steps:
         kind = step[0]
         if kind == "add":
-            closed = batcher.add(step[1], step[2])
+            closed = batcher.add(step[1], *step[2])
             if closed is not None:
                 out.append(closed)
         elif kind == "tick":
@@ -191,7 +191,7 @@ def test_next_deadline(steps: list[tuple], expected: float | None) -> None:
 def test_due_returns_something_exactly_at_next_deadline() -> None:
     clock = FakeClock()
     batcher = Batcher(**LIMITS, clock=clock)
-    batcher.add("logs", msg(1))
+    batcher.add("logs", *msg(1))
     deadline = batcher.next_deadline()
     assert deadline is not None
     clock.now = deadline - 0.001
@@ -224,22 +224,19 @@ def test_buffered(steps: list[tuple], count: int, size: int) -> None:
 def test_batch_records_size_and_open_time() -> None:
     clock = FakeClock(now=50.0)
     batcher = Batcher(**LIMITS, clock=clock)
-    batcher.add("logs", msg(1, 10))
+    batcher.add("logs", *msg(1, 10))
     clock.now = 51.0
-    batcher.add("logs", msg(2, 20))
+    batcher.add("logs", *msg(2, 20))
     clock.now = 52.0
-    batch = batcher.add("logs", msg(3, 30))
+    batch = batcher.add("logs", *msg(3, 30))
     assert batch is not None
     assert (batch.stream, batch.size_bytes, batch.opened_at) == ("logs", 60, 50.0)
 
 
 def test_offset_ranges_per_partition() -> None:
-    batch = Batch(
-        stream="logs",
-        messages=[msg(5, partition=0), msg(9, partition=1), msg(7, partition=0), msg(10, partition=1)],
-        size_bytes=40,
-        opened_at=0.0,
-    )
+    batch = Batch.of("logs", [msg(5, partition=0), msg(9, partition=1), msg(7, partition=0), msg(10, partition=1)],
+                     opened_at=0.0)
+    assert batch.size_bytes == 40 and len(batch) == 4
     assert batch.offset_ranges() == {("apm.logs", 0): (5, 7), ("apm.logs", 1): (9, 10)}
 
 
@@ -260,9 +257,22 @@ def test_a_stream_with_its_own_byte_limit_closes_on_it() -> None:
     """OTLP records are whole export requests: their streams close batches on a smaller byte limit."""
     batcher = Batcher(max_count=100, max_bytes=1000, max_age_s=60, max_bytes_by_stream={"otlp_spans": 250},
                       clock=FakeClock())
-    closed = [batcher.add("otlp_spans", msg(n, 100, "otlp_spans")) for n in range(4)]
+    closed = [batcher.add("otlp_spans", *msg(n, 100, "otlp_spans")) for n in range(4)]
     assert [None if b is None else [m.offset for m in b.messages] for b in closed] == [None, None, [0, 1], None]
-    others = [batcher.add("spans", msg(10 + n, 100, "apm.spans")) for n in range(9)]
+    others = [batcher.add("spans", *msg(10 + n, 100, "apm.spans")) for n in range(9)]
     assert others == [None] * 9, "other streams keep max_bytes"
     with pytest.raises(ValueError, match="max_bytes_by_stream"):
         Batcher(max_count=1, max_bytes=1, max_age_s=0, max_bytes_by_stream={"x": 0})
+
+
+def test_a_batch_cut_to_some_partitions_keeps_their_messages_in_order() -> None:
+    """What the bridge hands off again after a rebalance: only the partitions it still owns."""
+    batch = Batch.of("logs", [msg(5, 1, partition=0), msg(9, 2, partition=1), msg(7, 3, partition=0),
+                              msg(10, 4, partition=2)], opened_at=3.0, replay=True)
+    kept = batch.only({0, 2})
+    assert kept is not None and kept is not batch
+    assert [(m.partition, m.offset) for m in kept.messages] == [(0, 5), (0, 7), (2, 10)]
+    assert (kept.size_bytes, kept.opened_at, kept.replay, kept.topic) == (8, 3.0, True, "apm.logs")
+    assert kept.offset_ranges() == {("apm.logs", 0): (5, 7), ("apm.logs", 2): (10, 10)}
+    assert batch.only({0, 1, 2, 3}) is batch
+    assert batch.only({3}) is None

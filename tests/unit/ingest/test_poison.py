@@ -45,7 +45,7 @@ def test_transient_errors_are_the_outages() -> None:
 
 def _batch(offsets: list[tuple[int, int]]) -> Batch:
     messages = [Message("apm.logs", partition, offset, b"x" * (offset + 1)) for partition, offset in offsets]
-    return Batch("logs", messages, sum(len(m.value) for m in messages), opened_at=1.0)
+    return Batch.of("logs", messages, opened_at=1.0)
 
 
 def test_bisect_keeps_each_partitions_offsets_in_order() -> None:
