@@ -99,11 +99,12 @@ class Batch:
 
     def split(self, at: int, *, replay: bool) -> tuple[Batch, Batch]:
         """The first `at` messages and the rest, as two new batches."""
-        first, rest = self.values[:at], self.values[at:]
-        return (Batch(self.stream, self.topic, self.opened_at, self.partitions[:at], self.offsets[:at], first,
-                      sum(map(len, first)), replay),
-                Batch(self.stream, self.topic, self.opened_at, self.partitions[at:], self.offsets[at:], rest,
-                      sum(map(len, rest)), replay))
+        return self._part(slice(None, at), replay), self._part(slice(at, None), replay)
+
+    def _part(self, part: slice, replay: bool) -> Batch:
+        values = self.values[part]
+        return Batch(self.stream, self.topic, self.opened_at, self.partitions[part], self.offsets[part], values,
+                     sum(map(len, values)), replay)
 
 
 _PARTITION, _OFFSET, _VALUE = itemgetter(1), itemgetter(2), itemgetter(3)
