@@ -157,3 +157,5 @@ def test_a_dead_hub_thread_is_started_again() -> None:
     assert not hub.feed_up and hub.stats()["feed"] == "down"
     hub.start()
     assert hub.restarts == 1
+    assert hub._thread is not None
+    hub._thread.join(5)  # its exception surfaces now, under this test's filter, not in a later test's
