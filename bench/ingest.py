@@ -337,10 +337,9 @@ def freshness_run(stack: Settings, rate: float, seconds: float, logs_dir: Path, 
               **summary_ms(latencies), "legs": split_latency(legs), "latency_settings": knobs,
               "settings": settings_record(settings),
               "method": (f"probes produced after {WARMUP_S:g} s of the same probes, not counted (a worker process "
-                         f"pays its set-up on its first batch: the templates check and its connections), by a "
+                         "pays its set-up on its first batch: the templates check and its connections), by a "
                          f"producer already connected; each probe looked for every {POLL_S:g} s (up to that much is "
-                         "the looking); the engine's "
-                         "refresh interval bounds worker start -> seen from below")}
+                         "the looking); the engine's refresh interval bounds worker start -> seen from below")}
     log.info("freshness at %g/s (+%g/s load): p50 %s ms, p99 %s ms", rate, background_rate, result["p50_ms"],
              result["p99_ms"])
     return result

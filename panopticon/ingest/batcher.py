@@ -10,7 +10,7 @@ is what the offset tracker relies on.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import itemgetter
@@ -54,9 +54,9 @@ class Batch:
     @classmethod
     def of(cls, stream: str, messages: Sequence[Message], opened_at: float, *, replay: bool = False) -> Batch:
         """A batch of `messages`, which are of one topic and at least one."""
-        return cls(stream, messages[0].topic, opened_at, list(map(_PARTITION, messages)),
-                   list(map(_OFFSET, messages)), list(map(_VALUE, messages)),
-                   sum(map(len, map(_VALUE, messages))), replay)
+        values = list(map(_VALUE, messages))
+        return cls(stream, messages[0].topic, opened_at, list(map(_PARTITION, messages)), list(map(_OFFSET, messages)),
+                   values, sum(map(len, values)), replay)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -86,25 +86,28 @@ class Batch:
         """The batch in the hand-off format."""
         return Records.of(self.partitions, self.offsets, self.values)
 
-    def only(self, partitions: set[int]) -> Batch | None:
-        """The messages of `partitions` (of this batch's topic), as a new batch; None if none, self if all."""
-        chosen = list(map(partitions.__contains__, self.partitions))
+    def only(self, kept: Collection[TopicPartition]) -> Batch | None:
+        """The messages of the partitions in `kept`, as a new batch; None if none, self if all."""
+        mine = {partition for topic, partition in kept if topic == self.topic}
+        chosen = list(map(mine.__contains__, self.partitions))
         if not any(chosen):
             return None
         if all(chosen):
             return self
-        values = list(compress(self.values, chosen))
-        return Batch(self.stream, self.topic, self.opened_at, list(compress(self.partitions, chosen)),
-                     list(compress(self.offsets, chosen)), values, sum(map(len, values)), self.replay)
+        return self._sibling(list(compress(self.partitions, chosen)), list(compress(self.offsets, chosen)),
+                             list(compress(self.values, chosen)), self.replay)
 
     def split(self, at: int, *, replay: bool) -> tuple[Batch, Batch]:
         """The first `at` messages and the rest, as two new batches."""
         return self._part(slice(None, at), replay), self._part(slice(at, None), replay)
 
     def _part(self, part: slice, replay: bool) -> Batch:
-        values = self.values[part]
-        return Batch(self.stream, self.topic, self.opened_at, self.partitions[part], self.offsets[part], values,
-                     sum(map(len, values)), replay)
+        return self._sibling(self.partitions[part], self.offsets[part], self.values[part], replay)
+
+    def _sibling(self, partitions: list[int], offsets: list[int], values: list[bytes], replay: bool) -> Batch:
+        """A batch of some of these messages: same stream, topic and open time."""
+        return Batch(self.stream, self.topic, self.opened_at, partitions, offsets, values, sum(map(len, values)),
+                     replay)
 
 
 _PARTITION, _OFFSET, _VALUE = itemgetter(1), itemgetter(2), itemgetter(3)
@@ -208,7 +211,7 @@ class Batcher:
         little early; that is harmless, whereas holding messages too long is not.
         """
         for stream, batch in list(self._open.items()):
-            kept = batch.only({p for p in set(batch.partitions) if (batch.topic, p) not in partitions})
+            kept = batch.only({(batch.topic, p) for p in set(batch.partitions)} - partitions)
             if kept is None:
                 del self._open[stream]
             else:

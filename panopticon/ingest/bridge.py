@@ -531,7 +531,7 @@ class Bridge:
 
     def _only_assigned(self, batch: Batch) -> Batch | None:
         """Drop messages of partitions this bridge no longer owns; their new owner reads them."""
-        return batch.only({partition for topic, partition in self.assigned if topic == batch.topic})
+        return batch.only(self.assigned)
 
     # --- backpressure -------------------------------------------------------------------------------
     def _apply_backpressure(self) -> None:

@@ -223,7 +223,7 @@ def _resources() -> tuple[Settings, SearchStore, Outbox]:
 
 
 @worker_init.connect
-def _import_engine_client(sender: Any = None, **_kwargs: Any) -> None:
+def _import_engine_client(sender: Any, **_kwargs: Any) -> None:
     """In the worker's main process, before its pool forks: see `storage.import_clients`. What `_resources`
     does besides needs the engine and Kafka, so it stays with the first task (a child must start without them)."""
     import_clients(sender.app.conf.panopticon_settings)
