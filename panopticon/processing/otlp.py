@@ -98,11 +98,13 @@ def _id_problem(name: str, value: bytes, size: int, *, required: bool) -> str | 
 
 def span_problem(span: Span, now_ms: int) -> str | None:
     """Why `span` cannot be stored, or None."""
-    problem = (_id_problem("traceId", span.trace_id, 16, required=True)
-               or _id_problem("spanId", span.span_id, 8, required=True)
-               or _id_problem("parentSpanId", span.parent_span_id, 8, required=False))
-    if problem:
-        return problem
+    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+    # Nearly every span has good ids: one test of them all, and the reason only when it fails.
+    if not (len(trace_id) == 16 and trace_id != _ZERO_TRACE and len(span_id) == 8 and span_id != _ZERO_SPAN
+            and (not parent or len(parent) == 8)):
+        return (_id_problem("traceId", trace_id, 16, required=True)
+                or _id_problem("spanId", span_id, 8, required=True)
+                or _id_problem("parentSpanId", parent, 8, required=False))
     start, end = span.start_time_unix_nano, span.end_time_unix_nano
     if not start:
         return "startTimeUnixNano: missing"
@@ -241,7 +243,8 @@ def _attributes(pairs: Any, dropped: int = 0) -> tuple[dict[str, Any], int]:
         pairs = pairs[:MAX_ATTRIBUTES]
     out: dict[str, Any] = {}
     for kv in pairs:
-        out[kv.key] = _value(kv.value, kv.key, 0)
+        key = kv.key
+        out[key] = _value(kv.value, key, 0)
     return out, dropped
 
 
@@ -334,31 +337,35 @@ def _group_key(resource: Resource, scope: InstrumentationScope, resource_schema:
 def _span_entries(span: Span, origin: _Origin, now_ms: int, kafka: dict[str, Any],
                   logs: list[Decoded | Rejected]) -> Decoded | Rejected:
     """The document of one span (already checked), appending the ERROR logs of its exception events."""
+    # Each read of a message or list field makes a new wrapper object: every one is read once.
     attributes, dropped = _attributes(span.attributes, span.dropped_attributes_count)
     trace_id = span.trace_id.hex()
     span_id = span.span_id.hex()
     parent = span.parent_span_id
+    name = span.name[:MAX_NAME_CHARS] or UNNAMED_SPAN
+    status = span.status
     extra: dict[str, Any] | None = None
     if dropped:
         extra = {"dropped_attributes_count": dropped}
-    if span.status.message:
+    if status.message:
         extra = extra or {}
-        extra["status_message"] = span.status.message[:MAX_VALUE_CHARS]
-    if span.events or span.dropped_events_count:
+        extra["status_message"] = status.message[:MAX_VALUE_CHARS]
+    events, dropped_events = span.events, span.dropped_events_count
+    if events or dropped_events:
         extra = extra or {}
         # An exception event's log names the endpoint of the span it happened in (its route, else its name).
-        endpoint = endpoint_of(_text(attributes.get("http.route"), MAX_ROUTE_CHARS),
-                               span.name[:MAX_NAME_CHARS] or UNNAMED_SPAN)
-        events = _events(span, trace_id, span_id, origin, now_ms, kafka, logs, endpoint)
-        if events:
-            extra["events"] = events
-        if span.dropped_events_count or len(span.events) > MAX_EVENTS:
-            extra["dropped_events_count"] = span.dropped_events_count + max(0, len(span.events) - MAX_EVENTS)
-    if span.links or span.dropped_links_count:
+        endpoint = endpoint_of(_text(attributes.get("http.route"), MAX_ROUTE_CHARS), name)
+        kept = _events(span, events, trace_id, span_id, origin, now_ms, kafka, logs, endpoint)
+        if kept:
+            extra["events"] = kept
+        if dropped_events or len(events) > MAX_EVENTS:
+            extra["dropped_events_count"] = dropped_events + max(0, len(events) - MAX_EVENTS)
+    links, dropped_links = span.links, span.dropped_links_count
+    if links or dropped_links:
         extra = extra or {}
-        extra["links"] = [_link(link) for link in span.links[:MAX_LINKS]]
-        if span.dropped_links_count or len(span.links) > MAX_LINKS:
-            extra["dropped_links_count"] = span.dropped_links_count + max(0, len(span.links) - MAX_LINKS)
+        extra["links"] = [_link(link) for link in links[:MAX_LINKS]]
+        if dropped_links or len(links) > MAX_LINKS:
+            extra["dropped_links_count"] = dropped_links + max(0, len(links) - MAX_LINKS)
     attributes["otel"] = origin.otel if extra is None else {**origin.otel, **extra}
     start, end = span.start_time_unix_nano, span.end_time_unix_nano
     loaded = {
@@ -367,9 +374,9 @@ def _span_entries(span: Span, origin: _Origin, now_ms: int, kafka: dict[str, Any
         "parent_span_id": parent.hex() if parent and parent != _ZERO_SPAN else None,
         "service_name": origin.service,
         "environment": origin.environment,
-        "name": span.name[:MAX_NAME_CHARS] or UNNAMED_SPAN,
+        "name": name,
         "kind": KINDS.get(span.kind),
-        "status": STATUSES.get(span.status.code, "UNSET"),
+        "status": STATUSES.get(status.code, "UNSET"),
         "http_method": _method(attributes.get("http.request.method") or attributes.get("http.method")),
         "http_route": _text(attributes.get("http.route"), MAX_ROUTE_CHARS),
         "http_status_code": _status_code(attributes.get("http.response.status_code")
@@ -380,11 +387,11 @@ def _span_entries(span: Span, origin: _Origin, now_ms: int, kafka: dict[str, Any
     return Decoded(span_doc_id(trace_id, span_id), document)
 
 
-def _events(span: Span, trace_id: str, span_id: str, origin: _Origin, now_ms: int, kafka: dict[str, Any],
-            logs: list[Decoded | Rejected], endpoint: str) -> list[dict[str, Any]]:
+def _events(span: Span, events: Any, trace_id: str, span_id: str, origin: _Origin, now_ms: int,
+            kafka: dict[str, Any], logs: list[Decoded | Rejected], endpoint: str) -> list[dict[str, Any]]:
     """Span events for attributes.otel.events; each one named `exception` also becomes an ERROR log."""
     kept = []
-    for n, event in enumerate(span.events):
+    for n, event in enumerate(events):
         if event.name == "exception":
             logs.append(_exception_log(span, event, n, trace_id, span_id, origin, now_ms, kafka, endpoint))
         if n < MAX_EVENTS:

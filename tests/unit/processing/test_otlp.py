@@ -205,6 +205,8 @@ def test_a_span_without_trace_id_is_rejected_alone_with_its_index_and_a_request_
 @pytest.mark.parametrize(("field", "value", "reason"), [
     ("span_id", b"", "spanId: missing"), ("trace_id", b"\x01" * 8, "traceId: 8 bytes, must be 16"),
     ("parent_span_id", b"\x01" * 3, "parentSpanId: 3 bytes, must be 8"),
+    ("trace_id", bytes(16), "traceId: missing"), ("span_id", bytes(8), "spanId: missing"),
+    ("span_id", b"\x01" * 16, "spanId: 16 bytes, must be 8"), ("trace_id", b"\x01" * 17, "traceId: 17 bytes"),
     ("start_time_unix_nano", 0, "startTimeUnixNano: missing"),
     ("end_time_unix_nano", 0, "endTimeUnixNano: missing"),
     ("start_time_unix_nano", 1_500_000_000 * 10**6, "startTimeUnixNano: before 2000-01-01"),
@@ -215,6 +217,14 @@ def test_unusable_spans_say_why(field: str, value: object, reason: str) -> None:
     setattr(request.resource_spans[0].scope_spans[0].spans[0], field, value)
     (item,) = traces(request.SerializeToString())
     assert isinstance(item, Rejected) and item.reason.startswith(reason) and item.index == 0
+
+
+@pytest.mark.parametrize("parent", [b"", bytes(8)], ids=["empty", "all-zero"])
+def test_a_span_without_a_parent_is_a_root(parent: bytes) -> None:
+    request = encode_spans(sdk_spans(children=0))
+    request.resource_spans[0].scope_spans[0].spans[0].parent_span_id = parent
+    (item,) = traces(request.SerializeToString())
+    assert isinstance(item, Decoded) and item.document["parent_span_id"] is None and item.document["is_root"]
 
 
 def test_a_record_that_does_not_decode_is_rejected_whole() -> None:
