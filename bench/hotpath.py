@@ -41,7 +41,7 @@ def _stage(key: str) -> str:
 
 def profile_worker(stack: Settings, messages: Sequence[Msg], batch_size: int, out_dir: Path) -> dict[str, Any]:
     """Run `index_batch` on real batches under cProfile; time per stage (self time) and events/s."""
-    batches = _batches(stack, messages, batch_size)
+    batches = batches_of(stack, messages, batch_size)
     with namespace(stack, "prof") as (settings, store):
         outbox = Outbox(settings)
         profiler = cProfile.Profile()
@@ -76,7 +76,8 @@ def profile_worker(stack: Settings, messages: Sequence[Msg], batch_size: int, ou
     }
 
 
-def _batches(settings: Settings, messages: Sequence[Msg], size: int) -> list[tuple[str, str, list]]:
+def batches_of(settings: Settings, messages: Sequence[Msg], size: int) -> list[tuple[str, str, list]]:
+    """The spans, then the logs, of `messages` in batches of `size` records, as index_batch takes them."""
     out = []
     for kind, stream, topic in (("span", "spans", settings.kafka_apm_span_topic),
                                 ("log", "logs", settings.kafka_apm_log_topic)):

@@ -40,8 +40,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from panopticon import flow
 from panopticon.model import LEVELS, endpoint_of, span_doc_id
-from panopticon.model.times import iso_ms, time_problem
-from panopticon.processing.documents import log_document, span_document
+from panopticon.model.times import time_problem
+from panopticon.processing.documents import iso_ms, log_document, span_document
 from panopticon.processing.otlp_codec import PROTO, OtlpDecodeError, parse_logs, parse_traces, serialize
 from panopticon.processing.schemas import Decoded, DecodedRecord, Rejected
 

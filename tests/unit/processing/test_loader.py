@@ -1,7 +1,7 @@
 """The compiled loader's own shortcuts (`_loader.pyx`): they may only answer what the Python check answers.
 
 The loader as a whole is held equal to marshmallow by test_fast_path.py. Here, each C shortcut alone:
-the time of our own format against `parse_time`, and the id table against `ID_RE`.
+the time of our own format against `parse_time` (read) and `iso_ms` (written), and the id table against `ID_RE`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from panopticon.model import ID_MAX_CHARS, ID_RE
-from panopticon.model.times import parse_time
+from panopticon.model.times import iso_ms, parse_time
 from panopticon.processing import _loader, schemas
 
 SETTINGS = settings(max_examples=1000, deadline=None)
@@ -106,3 +106,30 @@ def test_the_compiled_module_is_built_from_its_source_as_it_is_now() -> None:
     source = Path(_loader.__file__).with_name("_loader.pyx")
     assert Path(_loader.__file__).suffix == ".so"
     assert Path(_loader.__file__).stat().st_mtime >= source.stat().st_mtime, "stale: run `make venv`"
+
+
+@SETTINGS
+@given(st.one_of(st.integers(-40_000_000_000_000, 260_000_000_000_000),
+                 st.floats(-40_000_000_000_000, 260_000_000_000_000, allow_nan=False)))
+@example(0)
+@example(-1)
+@example(-0.5)
+@example(-1000.5)
+@example(951_782_400_000)  # 2000-02-29
+@example(1_709_251_199_999.9)  # 2024-02-29T23:59:59.999Z
+@example(-30_610_224_000_000)  # 1000-01-01, the first time written here
+@example(-30_610_224_000_001)  # 999-12-31: strftime writes the year unpadded, and answers itself
+@example(253_402_300_799_999)  # 9999-12-31T23:59:59.999Z, the last
+def test_times_are_written_as_the_python_formatter_writes_them(epoch_ms: float) -> None:
+    assert _loader.iso_ms(epoch_ms) == iso_ms(epoch_ms)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 2**64, 253_402_300_800_000])
+def test_what_it_cannot_write_is_the_python_formatters_to_answer(value: float) -> None:
+    try:
+        expected: object = iso_ms(value)
+    except (ValueError, OverflowError) as exc:
+        with pytest.raises(type(exc)):
+            _loader.iso_ms(value)
+    else:
+        assert _loader.iso_ms(value) == expected
