@@ -164,7 +164,8 @@ def _ingest_lines(i: dict[str, Any]) -> list[str]:
              f"{i['events_per_run']:,} events a run ({i['message_mix']['spans']:,} spans, "
              f"{i['message_mix']['logs']:,} logs, {i['message_mix']['mean_bytes']} bytes on average). Rate: "
              f"{i.get('rate_method', 'first to last refresh')}.", "",
-             f"- ceiling (the worker's very documents, `create_many` straight to the engine, same templates): "
+             f"- ceiling (the worker's very documents, sent by its own `create_unstored` straight to the engine, "
+             f"same templates): "
              f"**{_fmt(i['ceiling_eps'])} events/s** with bulks of {best['bulk_size']} from {best['processes']} "
              f"process(es) x {best['threads']} thread(s), the best of {len(i['ceiling_runs'])} runs; swept: "
              f"{i.get('ceiling_swept', 'n/a')}. Engine CPU there: "

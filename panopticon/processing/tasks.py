@@ -176,16 +176,16 @@ def _store_once(store: SearchStore, data_stream: str, pending: list[tuple[str, b
                 outbox: Outbox, topic: str, sources: dict[tuple[str, str], Origin]) -> list[tuple[str, bytes]]:
     """One bulk attempt; returns what must be tried again."""
     try:
-        items = store.create_many(data_stream, pending)
+        unstored = store.create_unstored(data_stream, pending)
     except EngineUnavailable as exc:
         log.warning("bulk request failed, will retry: %s", exc)
         return pending
+    outcome.created += len(pending) - len(unstored)
     again = []
-    for (doc_id, body), item in zip(pending, items, strict=True):
+    for position, item in unstored:
+        doc_id, body = pending[position]
         if item.status == 409:
             outcome.duplicates += 1
-        elif item.stored:
-            outcome.created += 1
         elif item.transient:
             again.append((doc_id, body))
         else:

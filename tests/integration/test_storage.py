@@ -162,6 +162,24 @@ def test_bulk_of_1000_is_searchable_and_replay_creates_nothing(store: SearchStor
     assert store.search(store.name(TRACES), {})["hits"]["total"]["value"] == 1000  # an empty body is a body
 
 
+def test_create_unstored_answers_only_for_what_it_did_not_create(store: SearchStore) -> None:
+    """Positions are counted across requests: 0.1 MB requests hold about 230 of these spans, so 1,200 take 6."""
+    small = open_store(store.settings.replace(bulk_max_request_mb=0.1))
+    items = [_span(i) for i in range(1200)]
+    assert small.create_unstored(TRACES, items[:400]) == []
+    doc_id, body = items[777]
+    bad = orjson.loads(body)
+    bad["duration_ms"] = "not a number"
+    items[777] = (doc_id, orjson.dumps(bad))
+    unstored = small.create_unstored(TRACES, items[300:])
+    assert [(position, item.doc_id, item.status) for position, item in unstored if item.status == 409] == [
+        (i - 300, items[i][0], 409) for i in range(300, 400)]
+    ((position, item),) = [(position, item) for position, item in unstored if item.status != 409]
+    assert (position, item.doc_id, item.status, item.transient) == (777 - 300, doc_id, 400, False)
+    store.refresh(store.name(TRACES))
+    assert store.count(store.name(TRACES)) == 1199
+
+
 def test_malformed_document_is_a_permanent_item_error(store: SearchStore) -> None:
     doc_id, body = _span(1)
     bad = orjson.loads(body)
