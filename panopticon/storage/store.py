@@ -202,7 +202,7 @@ class SearchStore:
         start = 0
         for chunk, answer in self._answers(self.name(stream), "create", items):
             if answer.get("errors") is False:
-                _results(chunk, answer)
+                _results(chunk, answer)  # still one answer per document sent, or StorageError
             else:
                 out.extend((start + i, item) for i, item in enumerate(_bulk_items(chunk, answer, "create"))
                            if item.status not in (200, 201))
