@@ -151,7 +151,7 @@ def write_rows(store: SearchStore, tier: str, windows: dict[int, dict[Key, Row]]
 
 def check_stored(results: list[BulkItem]) -> None:
     """Raise unless the engine stored every rollup document (EngineUnavailable when retrying may help)."""
-    failed = [item for item in results if item.status not in (200, 201)]
+    failed = [item for item in results if not item.written]
     if failed:
         first = failed[0]
         problem = f"{len(failed)} rollup documents not stored, first: {first.status} {first.error_type}: {first.reason}"

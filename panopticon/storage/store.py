@@ -25,6 +25,9 @@ _IDS_PER_LOOKUP = 5000  # below the engine's 10,000-hit result window
 # Only what is read: each item's status and error (answers come in request order, so not even the id).
 _BULK_FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason"
 
+Documents = Sequence[tuple[str, bytes]]  # (doc_id, JSON bytes), as bulk requests take them
+Answer = tuple[Documents, dict[str, Any]]  # documents sent in one request, and the engine's answer to it
+
 
 class BulkItem(NamedTuple):
     """The engine's answer for one document of a bulk request (a tuple: one per document written)."""
@@ -35,9 +38,14 @@ class BulkItem(NamedTuple):
     reason: str | None = None
 
     @property
+    def written(self) -> bool:
+        """Created (or, by `index`, overwritten) by this request."""
+        return self.status in (200, 201)
+
+    @property
     def stored(self) -> bool:
-        """Created now, or (409 on create) already stored by an earlier attempt."""
-        return self.status in (200, 201) or self.status == 409
+        """Written now, or (409 on create) already stored by an earlier attempt."""
+        return self.written or self.status == 409
 
     @property
     def transient(self) -> bool:
@@ -135,7 +143,7 @@ class SearchStore:
                     raise
 
     # --- writes -------------------------------------------------------------------------------------
-    def bulk(self, index: str, op: str, items: Sequence[tuple[str, bytes]]) -> list[BulkItem]:
+    def bulk(self, index: str, op: str, items: Documents) -> list[BulkItem]:
         """`_bulk` requests of at most BULK_MAX_REQUEST_MB each; `items` are (doc_id, JSON bytes).
 
         Answers in the order given. A request the engine refuses as too large (413) is split in two and
@@ -144,15 +152,13 @@ class SearchStore:
         """
         return [item for chunk, answer in self._answers(index, op, items) for item in _bulk_items(chunk, answer, op)]
 
-    def _answers(self, index: str, op: str,
-                 items: Sequence[tuple[str, bytes]]) -> Iterator[tuple[Sequence[tuple[str, bytes]], dict[str, Any]]]:
+    def _answers(self, index: str, op: str, items: Documents) -> Iterator[Answer]:
         """(documents, the engine's answer for them) per request, in the order of `items`."""
         limit = int(self.settings.bulk_max_request_mb * 1024 * 1024)
         for chunk in _chunks(op, items, limit):
             yield from self._bulk_request(index, op, chunk)
 
-    def _bulk_request(self, index: str, op: str, items: Sequence[tuple[str, bytes]]) -> Iterator[
-            tuple[Sequence[tuple[str, bytes]], dict[str, Any]]]:
+    def _bulk_request(self, index: str, op: str, items: Documents) -> Iterator[Answer]:
         if not items:
             return
         body = _bulk_body(op, items)
@@ -190,11 +196,11 @@ class SearchStore:
             found.update(hit["_id"] for hit in answer.get("hits", {}).get("hits", []))
         return found
 
-    def create_many(self, stream: str, items: Sequence[tuple[str, bytes]]) -> list[BulkItem]:
+    def create_many(self, stream: str, items: Documents) -> list[BulkItem]:
         """Append to a data stream; an id that exists answers 409 and is not written twice."""
         return self.bulk(self.name(stream), "create", items)
 
-    def create_unstored(self, stream: str, items: Sequence[tuple[str, bytes]]) -> list[tuple[int, BulkItem]]:
+    def create_unstored(self, stream: str, items: Documents) -> list[tuple[int, BulkItem]]:
         """`create_many`, answering only for the documents this request did not create: (position in `items`,
         answer). A request the engine answers without errors makes no object per document, and the ingest
         path's requests nearly all are (the answers were 5 % of a pool process's CPU, py-spy)."""
@@ -205,11 +211,11 @@ class SearchStore:
                 _results(chunk, answer)  # still one answer per document sent, or StorageError
             else:
                 out.extend((start + i, item) for i, item in enumerate(_bulk_items(chunk, answer, "create"))
-                           if item.status not in (200, 201))
+                           if not item.written)
             start += len(chunk)
         return out
 
-    def index_many(self, index: str, items: Sequence[tuple[str, bytes]]) -> list[BulkItem]:
+    def index_many(self, index: str, items: Documents) -> list[BulkItem]:
         """Create or overwrite by id (rollups)."""
         return self.bulk(index, "index", items)
 
@@ -346,7 +352,7 @@ def _missing_api(exc: EngineRejected) -> bool:
     return exc.status == 400 and "no handler found" in str(exc)
 
 
-def _bulk_body(op: str, items: Sequence[tuple[str, bytes]]) -> bytes:
+def _bulk_body(op: str, items: Documents) -> bytes:
     """The ndjson body; the index is named once, in the path, so each action line carries only the id."""
     opening, quote = _action_opening(op), orjson.dumps
     lines = []
@@ -360,11 +366,10 @@ def _action_opening(op: str) -> bytes:
     return b'{"' + op.encode() + b'":{"_id":'
 
 
-def _chunks(op: str, items: Sequence[tuple[str, bytes]],
-            limit: int) -> list[Sequence[tuple[str, bytes]]]:
+def _chunks(op: str, items: Documents, limit: int) -> list[Documents]:
     """`items` cut into runs whose bulk bodies stay under `limit` bytes (a document over it goes alone)."""
     overhead = len(_action_opening(op)) + 6  # the id's quotes, "}}" and two newlines; ids are ASCII
-    out: list[Sequence[tuple[str, bytes]]] = []
+    out: list[Documents] = []
     start, size = 0, 0
     for i, (doc_id, source) in enumerate(items):
         item_size = len(source) + len(doc_id) + overhead
@@ -377,7 +382,7 @@ def _chunks(op: str, items: Sequence[tuple[str, bytes]],
     return out
 
 
-def _results(items: Sequence[tuple[str, bytes]], answer: dict[str, Any]) -> list[dict[str, Any]]:
+def _results(items: Documents, answer: dict[str, Any]) -> list[dict[str, Any]]:
     """The answer's items, one per document sent."""
     results: list[dict[str, Any]] = answer.get("items") or []
     if len(results) != len(items):
@@ -385,7 +390,7 @@ def _results(items: Sequence[tuple[str, bytes]], answer: dict[str, Any]) -> list
     return results
 
 
-def _bulk_items(items: Sequence[tuple[str, bytes]], answer: dict[str, Any], op: str) -> list[BulkItem]:
+def _bulk_items(items: Documents, answer: dict[str, Any], op: str) -> list[BulkItem]:
     out = []
     for (doc_id, _), result in zip(items, _results(items, answer), strict=True):
         entry = result[op]
