@@ -1,6 +1,6 @@
-"""WSGI entry points: `gunicorn wsgi:app` serves the API, `gunicorn -k gevent wsgi:ws_app` the error-log
-WebSocket, `gunicorn -c python:panopticon.otlp.gunicorn wsgi:otlp_app` the OTLP receiver; `flask <command>`
-finds the CLI here."""
+"""WSGI entry points: `gunicorn wsgi:app` serves the API, `gunicorn -c python:panopticon.errorstream.gunicorn
+wsgi:ws_app` the error-log WebSocket, `gunicorn -c python:panopticon.otlp.gunicorn wsgi:otlp_app` the OTLP
+receiver; `flask <command>` finds the CLI here."""
 
 import contextlib
 import logging

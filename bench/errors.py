@@ -52,10 +52,8 @@ DEFAULT_LOAD_RATE = 3000  # events/s under load when the ingest section did not 
 
 def start_ws(launcher: Launcher, settings: Settings) -> Proc:
     """The Procfile's `ws` line, bound to loopback."""
-    argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{WS_PORT}", "--worker-class", "gevent",
-            "--worker-connections", str(settings.ws_max_clients + 100), "--workers", "1", "--graceful-timeout",
-            "5", "--no-control-socket", "wsgi:ws_app"]
-    proc = launcher.start("ws", settings.replace(ws_port=WS_PORT), argv=argv)
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:panopticon.errorstream.gunicorn", "wsgi:ws_app"]
+    proc = launcher.start("ws", settings.replace(ws_port=WS_PORT, ws_bind_host="127.0.0.1"), argv=argv)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

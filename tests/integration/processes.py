@@ -55,12 +55,11 @@ class ProcessGroup:
             "beat": [sys.executable, "-m", "celery", "-A", "panopticon", "beat", "--loglevel", "INFO",
                      "--schedule", str(self.logs / f"beat-{len(self.running)}")],
             "relay": [sys.executable, "-m", "panopticon.errorstream"],
-            # As the Procfile's `web` and `ws`, on the test's API_PORT / WS_PORT.
+            # As the Procfile's `web` and `ws`, on the test's API_PORT / WS_PORT (`ws` reads it from its settings).
             "web": [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{settings.api_port}",
                     "--worker-class", "gthread", "--workers", "1", "--threads", "16", "wsgi:app"],
-            "ws": [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{settings.ws_port}",
-                   "--worker-class", "gevent", "--worker-connections", "2100", "--workers", "1",
-                   "--graceful-timeout", "5", "--no-control-socket", "wsgi:ws_app"],
+            "ws": [sys.executable, "-m", "gunicorn", "--config", "python:panopticon.errorstream.gunicorn",
+                   "wsgi:ws_app"],
             # As the Procfile's `otlp`, on the test's OTLP_HTTP_PORT.
             "otlp": [sys.executable, "-m", "gunicorn", "--config", "python:panopticon.otlp.gunicorn",
                      "wsgi:otlp_app"],
