@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -52,8 +51,7 @@ DEFAULT_LOAD_RATE = 3000  # events/s under load when the ingest section did not 
 
 def start_ws(launcher: Launcher, settings: Settings) -> Proc:
     """The Procfile's `ws` line, bound to loopback."""
-    argv = [sys.executable, "-m", "gunicorn", "--config", "python:panopticon.errorstream.gunicorn", "wsgi:ws_app"]
-    proc = launcher.start("ws", settings.replace(ws_port=WS_PORT, ws_bind_host="127.0.0.1"), argv=argv)
+    proc = launcher.start("ws", settings.replace(ws_port=WS_PORT, ws_bind_host="127.0.0.1"))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -54,6 +54,7 @@ def commands(settings: Settings, concurrency: int, tag: str) -> dict[str, list[s
                    "-n", f"{settings.celery_queue}-{tag}@%h"],
         "relay": [sys.executable, "-m", "panopticon.errorstream"],
         "otlp": [sys.executable, "-m", "gunicorn", "--config", "python:panopticon.otlp.gunicorn", "wsgi:otlp_app"],
+        "ws": [sys.executable, "-m", "gunicorn", "--config", "python:panopticon.errorstream.gunicorn", "wsgi:ws_app"],
     }
 
 
