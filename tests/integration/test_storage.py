@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from panopticon.exceptions import EngineRejected, EngineUnavailable, StorageError
+from panopticon.model.times import iso_ms
 from panopticon.settings import Settings
 from panopticon.storage import (
     ALERTS,
@@ -160,6 +161,35 @@ def test_bulk_of_1000_is_searchable_and_replay_creates_nothing(store: SearchStor
     hits = store.search(store.name(TRACES), {"query": {"term": {"span_id": "span-7"}}})["hits"]["hits"]
     assert [h["_id"] for h in hits] == ["trace-0:span-7"]
     assert store.search(store.name(TRACES), {})["hits"]["total"]["value"] == 1000  # an empty body is a body
+
+
+def test_stored_times_parse_by_the_fixed_pattern_and_queries_keep_every_form(store: SearchStore) -> None:
+    """The date format's first pattern is iso_ms's; a time without milliseconds, with an offset or in epoch
+    milliseconds still selects, and what the engine prints back (doc values, histogram keys) is iso_ms's text."""
+    at = 1_767_225_600_123  # 2026-01-01T00:00:00.123Z
+    doc_id, body = _span(1)
+    doc = orjson.loads(body) | {"@timestamp": iso_ms(at)}
+    assert [i.status for i in store.create_many(TRACES, [(doc_id, orjson.dumps(doc))])] == [201]
+    late = orjson.loads(_span(2)[1]) | {"@timestamp": "2026-01-01T00:00:00Z"}  # a writer without iso_ms
+    assert [i.status for i in store.create_many(TRACES, [("t:late", orjson.dumps(late))])] == [201]
+    bad = orjson.loads(_span(3)[1]) | {"@timestamp": "2026-02-30T00:00:00.000Z"}
+    (rejected,) = store.create_many(TRACES, [("t:bad", orjson.dumps(bad))])
+    assert rejected.status == 400 and not rejected.transient
+    store.refresh(store.name(TRACES))
+
+    def ids(gte: object, lt: object) -> list[str]:
+        body = {"query": {"range": {"@timestamp": {"gte": gte, "lt": lt}}}, "docvalue_fields": ["@timestamp"]}
+        return sorted(h["_id"] for h in store.search(store.name(TRACES), body)["hits"]["hits"])
+
+    assert ids("2026-01-01T00:00:00.100Z", "2026-01-01T00:00:00.200Z") == [doc_id]
+    assert ids("2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z") == sorted([doc_id, "t:late"])
+    assert ids(at, at + 1) == [doc_id]
+    assert ids("2026-01-01T01:00:00.100+01:00", "2026-01-01T01:00:00.200+01:00") == [doc_id]
+    body = {"query": {"ids": {"values": [doc_id]}}, "docvalue_fields": ["@timestamp"],
+            "aggs": {"m": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m"}}}}
+    answer = store.search(store.name(TRACES), body)
+    assert answer["hits"]["hits"][0]["fields"]["@timestamp"] == [iso_ms(at)]
+    assert [b["key_as_string"] for b in answer["aggregations"]["m"]["buckets"]] == [iso_ms(at - 123)]
 
 
 def test_create_unstored_answers_only_for_what_it_did_not_create(store: SearchStore) -> None:
