@@ -90,7 +90,7 @@ test-elasticsearch: venv stack-up
 	ELASTICSEARCH_NODE=http://127.0.0.1:9201 SEARCH_ENGINE=auto \
 		$(BIN)/pytest -p no:cacheprovider -rs tests/integration/test_storage.py
 
-# Benchmarks against the ceiling of this machine (not part of `make test`; 20 to 25 minutes on 2 cores, on a quiet
+# Benchmarks against the ceiling of this machine (not part of `make test`; about 11 minutes on 2 cores, on a quiet
 # machine): writes bench/results/latest.json, summary.md, perf_table.md (the README's performance table) and PNG
 # charts. Sections: ingest, errors, memory, compare (the pipeline of BENCH_BEFORE_REF against the working tree),
 # query, otlp, dashboard, dependencies, alerts; `python -m bench --help` for one section.
