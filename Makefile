@@ -48,8 +48,8 @@ run: venv stack-up zipkin-ui
 	@echo "Flower     http://127.0.0.1:$${FLOWER_PORT:-5555}/"
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f .stack/Procfile.run -d .
 
-# Everything: lint, then unit, integration, browser and the fault suite (35 to 40 minutes on 2 cores, from a clean
-# clone); the 25 slowest tests are listed at the end, to keep it within its 40 minutes.
+# Everything: lint, then unit, integration, browser and the fault suite (about 30 minutes on 2 cores from a clean
+# clone; 47 on a day the machine ran at a third of its speed); the 25 slowest tests are listed at the end.
 test: venv lint stack-up browser zipkin-ui
 	$(BIN)/pytest -p no:cacheprovider --durations=25 tests/unit tests/integration tests/browser tests/faults
 

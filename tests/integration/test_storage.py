@@ -178,7 +178,7 @@ def test_stored_times_parse_by_the_fixed_pattern_and_queries_keep_every_form(sto
     store.refresh(store.name(TRACES))
 
     def ids(gte: object, lt: object) -> list[str]:
-        body = {"query": {"range": {"@timestamp": {"gte": gte, "lt": lt}}}, "docvalue_fields": ["@timestamp"]}
+        body = {"query": {"range": {"@timestamp": {"gte": gte, "lt": lt}}}}
         return sorted(h["_id"] for h in store.search(store.name(TRACES), body)["hits"]["hits"])
 
     assert ids("2026-01-01T00:00:00.100Z", "2026-01-01T00:00:00.200Z") == [doc_id]
