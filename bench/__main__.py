@@ -24,6 +24,7 @@ from typing import Any
 from bench import report
 from bench.compare import BEFORE_REF, STORAGE_REF
 from bench.env import ROOT, check_stack, machine, settings_record, stack_settings, versions
+from bench.ingest import WARM_UP_EVENTS, warm_engine
 
 RESULTS = ROOT / "bench" / "results"
 # In this order: `errors` loads the pipeline at half the capacity `ingest` measured.
@@ -162,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         "note": "The machine is shared: compare ratios measured side by side in this run, not absolute numbers "
                 "across runs.",
     }
+    log.info("engine warm-up")
+    warm_engine(stack)
+    results["warm_up"] = f"one uncounted direct-bulk run of {WARM_UP_EVENTS:,} events before the sections"
     for section in SECTIONS:
         out: dict[str, Any] = {}
         results[section] = out

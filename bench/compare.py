@@ -172,9 +172,8 @@ def storage_before_after(stack: Settings, messages: Sequence[Msg], ref: str, *, 
     """Engine CPU per 1,000 events for the index templates of `ref` (installed by its own code; refresh 1 s),
     today's templates at `ref`'s refresh interval (the mapping alone), and today's as configured (mapping and
     refresh). The worker's very documents are bulk-written straight to the engine (as for the ceiling: no
-    pipeline processes competing for the cores, so the engine's own CPU is what is compared), after one
-    warm-up run that is not counted, the three in turn `repeats` times, so that a drift of the machine falls on
-    all three alike; medians are compared."""
+    pipeline processes competing for the cores, so the engine's own CPU is what is compared), the three in
+    turn `repeats` times, so that a drift of the machine falls on all three alike; medians are compared."""
     from bench.data import documents
     from bench.ingest import ceiling_run
 
@@ -183,8 +182,6 @@ def storage_before_after(stack: Settings, messages: Sequence[Msg], ref: str, *, 
     variants: dict[str, list[dict[str, Any]]] = {"before": [], "mapping": [], "today": []}
     checkout, sha = export(ref)
     try:
-        # A freshly started engine is still compiling: its first runs cost it several times the CPU of later ones.
-        ceiling_run(stack, docs, size, processes=processes, stage="storage warm-up")
         for _ in range(repeats):
             for name in variants:
                 settings = stack.replace(search_refresh_interval_ms=1000) if name == "mapping" else stack

@@ -151,12 +151,12 @@ def probe(producer: Producer, settings: Settings, sockets: Sockets, run: str, co
 
 
 def under_load(producer: Producer, settings: Settings, sockets: Sockets, run_id: str, probes: int, load_rate: int,
-               first: int, *, seed: int, probe_rate: float = LOADED_PROBE_RATE) -> dict[str, Any]:
-    """Probes at `probe_rate`/s while `load_rate` events/s of ordinary traffic are produced alongside. Each run
-    needs a `seed` of its own: the same seed gives the same event ids, which the engine then refuses as already
-    stored (a 409 is cheaper than a write, so a second run on the first one's seed was a lighter load)."""
+               first: int, probe_rate: float = LOADED_PROBE_RATE) -> dict[str, Any]:
+    """Probes at `probe_rate`/s while `load_rate` events/s of ordinary traffic are produced alongside. The load is
+    seeded by `first`, which each run has of its own (its probes' ids start there): a load with another run's
+    ids would be refused as already stored, and a 409 is a lighter load than a write."""
     seconds = probes / probe_rate + 5
-    load = sample_messages(int(load_rate * seconds), seed=seed, hours_back=0.2)
+    load = sample_messages(int(load_rate * seconds), seed=first, hours_back=0.2)
     loader = threading.Thread(target=_produce_paced, args=(settings, load, load_rate), daemon=True)
     load_started = time.monotonic()
     loader.start()
@@ -273,14 +273,14 @@ def run(stack: Settings, out: dict, *, quick: bool, logs_dir: Path, capacity_eps
                 out["idle_legs"] = idle["legs"]
                 log.info("error stream idle: p50 %s ms, p99 %s ms", idle["p50_ms"], idle["p99_ms"])
 
-                busy = under_load(producer, settings, sockets, run_id, loaded_probes, load_rate, 10_000, seed=13)
+                busy = under_load(producer, settings, sockets, run_id, loaded_probes, load_rate, 10_000)
                 out["under_load"] = busy
                 out["load_rate"] = load_rate
                 out["p50_ms_under_load"], out["p99_ms_under_load"] = busy["p50_ms"], busy["p99_ms"]
                 out["p99_ms_half_capacity"] = busy["p99_ms"] if basis else None
                 if live_eps and capacity_eps:
                     out["under_half_backlog_capacity"] = under_load(producer, settings, sockets, run_id, loaded_probes,
-                                                                    round(capacity_eps * HALF), 15_000, seed=1013)
+                                                                    round(capacity_eps * HALF), 15_000)
 
                 out["sockets"] = []
                 held = None
